@@ -1,0 +1,1 @@
+console.log("vmlab", process.argv.slice(2));

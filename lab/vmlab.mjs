@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+// Entry point of the `vmlab` command: loads the TypeScript command line through tsx.
+import { register } from "tsx/esm/api";
+register();
+await import("./cli.ts");
