@@ -1,0 +1,291 @@
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { chmod, mkdir, readdir, readFile, rename, rm, writeFile, appendFile } from "node:fs/promises";
+import { join } from "node:path";
+import { HostError, UsageError, VmlabError } from "../errors.ts";
+import { cacheDir } from "../paths.ts";
+import { run } from "../util/proc.ts";
+import { convertImage, imageInfo } from "../disk/qemu-img.ts";
+import { chooseAccel } from "../host/kvm.ts";
+import { Machine } from "../vm/machine.ts";
+import { CONSOLE_ROOT_PASSWORD, labKey } from "./keys.ts";
+import { planPartitions, sfdiskScript, SECTOR, type PlannedPartition } from "./layout.ts";
+import type { ImageRecipe } from "./recipe.ts";
+
+/** Bump when the build procedure changes in a way that changes the image. */
+const BUILD_VERSION = 1;
+
+export interface BuiltImage {
+  name: string;
+  hash: string;
+  dir: string;
+  /** The read-only base disk every run overlays. */
+  disk: string;
+  meta: ImageMeta;
+}
+
+export interface ImageMeta {
+  name: string;
+  hash: string;
+  description: string;
+  builtAt: string;
+  buildMs: number;
+  kernel: string;
+  partitions: { name: string; index: number; startSector: number; sizeSectors: number; type: string; label?: string; fs?: string }[];
+  steps: { name: string; ms: number }[];
+}
+
+export type Progress = (message: string) => void;
+
+export function imagesDir(): string {
+  return join(cacheDir(), "images");
+}
+
+/** The cache key: the recipe, the build procedure and the lab key that goes into the image. */
+export function recipeHash(recipe: ImageRecipe, publicKey: string): string {
+  const h = createHash("sha256");
+  h.update(JSON.stringify({ BUILD_VERSION, recipe, publicKey, provision: provisionScript(recipe) }));
+  return h.digest("hex").slice(0, 16);
+}
+
+export async function findBuilt(recipe: ImageRecipe): Promise<BuiltImage | null> {
+  const { publicKey } = await labKey();
+  const hash = recipeHash(recipe, publicKey);
+  const dir = join(imagesDir(), `${recipe.name}-${hash}`);
+  const metaPath = join(dir, "meta.json");
+  if (!existsSync(metaPath)) return null;
+  const meta = JSON.parse(await readFile(metaPath, "utf8")) as ImageMeta;
+  return { name: recipe.name, hash, dir, disk: join(dir, "disk.qcow2"), meta };
+}
+
+/** Build the image unless an identical recipe was built before; a cached build costs one stat. */
+export async function ensureImage(recipe: ImageRecipe, opts: { progress?: Progress; rebuild?: boolean } = {}): Promise<BuiltImage> {
+  if (!opts.rebuild) {
+    const found = await findBuilt(recipe);
+    if (found) return found;
+  }
+  return buildImage(recipe, opts.progress ?? (() => undefined));
+}
+
+/** The script that runs as init in the provisioning boot: LVM, GRUB, power off. */
+export function provisionScript(recipe: ImageRecipe): string {
+  const { partitions } = planPartitions(recipe.disk);
+  const lvm = partitions
+    .filter((p) => p.lvm)
+    .map((p) => `pvcreate -ff -y /dev/sda${p.index}\nvgcreate ${p.lvm!.vg} /dev/sda${p.index}`)
+    .join("\n");
+  return `#!/bin/sh
+# vmlab provisioning: runs once as init in a direct kernel boot of the new image.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+# No udev runs here: tell LVM not to wait for it.
+export DM_DISABLE_UDEV=1
+finish() {
+  sync
+  umount /boot 2>/dev/null
+  mount -o remount,ro / 2>/dev/null
+  echo "$1"
+  echo o > /proc/sysrq-trigger
+  sleep 30
+}
+trap 'finish VMLAB-PROVISION-FAILED' EXIT
+set -ex
+mount -t proc proc /proc || true
+mount -t sysfs sysfs /sys || true
+mount -t devtmpfs devtmpfs /dev || true
+mount -o remount,rw /
+mount /boot
+${lvm}
+grub-install --target=i386-pc /dev/sda
+update-grub
+rm -f /usr/local/sbin/vmlab-provision
+trap - EXIT
+finish VMLAB-PROVISION-OK
+`;
+}
+
+function grubDefaults(recipe: ImageRecipe): string {
+  return `# Written by vmlab: GRUB and the kernel talk on the serial console.
+GRUB_DEFAULT=0
+GRUB_TIMEOUT=1
+GRUB_DISTRIBUTOR=\`lsb_release -i -s 2> /dev/null || echo Debian\`
+GRUB_CMDLINE_LINUX_DEFAULT=""
+GRUB_CMDLINE_LINUX="${recipe.kernelCmdline}"
+GRUB_TERMINAL="serial console"
+GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
+GRUB_DISABLE_OS_PROBER=true
+GRUB_DISABLE_RECOVERY=true
+`;
+}
+
+async function customizeTree(tree: string, recipe: ImageRecipe, publicKey: string, parts: PlannedPartition[]): Promise<void> {
+  const fstab = ["# Written by vmlab. <file system> <mount point> <type> <options> <dump> <pass>"];
+  for (const p of parts) {
+    if (!p.fs) continue;
+    const root = p.fs.mount === "/";
+    fstab.push(`LABEL=${p.fs.label}\t${p.fs.mount}\t${p.fs.type}\t${root ? "errors=remount-ro" : "defaults"}\t0\t${root ? 1 : 2}`);
+  }
+  await writeFile(join(tree, "etc/fstab"), fstab.join("\n") + "\n");
+  await writeFile(join(tree, "etc/hostname"), `${recipe.hostname}\n`);
+  await writeFile(join(tree, "etc/hosts"), `127.0.0.1\tlocalhost\n127.0.1.1\t${recipe.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`);
+  await mkdir(join(tree, "root/.ssh"), { recursive: true, mode: 0o700 });
+  await writeFile(join(tree, "root/.ssh/authorized_keys"), `${publicKey}\n`, { mode: 0o600 });
+  await writeFile(join(tree, "etc/default/grub"), grubDefaults(recipe));
+  await mkdir(join(tree, "etc/systemd/network"), { recursive: true });
+  await writeFile(join(tree, "etc/systemd/network/10-lab.network"), "[Match]\nName=eth0 en*\n\n[Network]\nDHCP=ipv4\n");
+  await writeFile(join(tree, "etc/ssh/sshd_config.d/vmlab.conf"), "PermitRootLogin prohibit-password\nUseDNS no\n");
+  await writeFile(join(tree, "usr/local/sbin/vmlab-provision"), provisionScript(recipe), { mode: 0o755 });
+  await run("chroot", [tree, "sh", "-c", `echo 'root:${CONSOLE_ROOT_PASSWORD}' | chpasswd`]);
+  await run("systemctl", ["--root", tree, "enable", "systemd-networkd.service"]);
+  if (recipe.maskUnits.length) await run("systemctl", ["--root", tree, "mask", ...recipe.maskUnits]);
+}
+
+async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<BuiltImage> {
+  if (process.getuid?.() !== 0) {
+    throw new HostError(`building image ${recipe.name} needs root`, {
+      hint: "run `sudo npx vmlab image build " + recipe.name + "` once; runs afterwards need no root",
+    });
+  }
+  const started = Date.now();
+  const steps: ImageMeta["steps"] = [];
+  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    progress(name);
+    const t = Date.now();
+    const r = await fn();
+    steps.push({ name, ms: Date.now() - t });
+    return r;
+  };
+  const { publicKey, privateKey } = await labKey();
+  const hash = recipeHash(recipe, publicKey);
+  const finalDir = join(imagesDir(), `${recipe.name}-${hash}`);
+  const work = join(imagesDir(), `.build-${recipe.name}-${hash}-${process.pid}`);
+  await rm(work, { recursive: true, force: true });
+  await mkdir(work, { recursive: true });
+  const tree = join(work, "tree");
+  const { diskBytes, partitions } = planPartitions(recipe.disk);
+  try {
+    await timed("mmdebstrap", () =>
+      run("mmdebstrap", ["--mode=root", "--variant=minbase", `--include=${recipe.packages.join(",")}`, recipe.suite, tree], {
+        hint: "mmdebstrap uses the host's apt sources; check `apt-get update` works",
+      }),
+    );
+    await timed("customize", () => customizeTree(tree, recipe, publicKey, partitions));
+    const kernels = (await readdir(join(tree, "boot"))).filter((f) => f.startsWith("vmlinuz-"));
+    if (kernels.length !== 1) throw new VmlabError(`expected one kernel in the image, found ${kernels.length}`, { where: join(tree, "boot") });
+    const kver = kernels[0]!.slice("vmlinuz-".length);
+    const raw = join(work, "disk.raw");
+    await timed("assemble disk", async () => {
+      await run("truncate", ["-s", String(diskBytes), raw]);
+      await run("sfdisk", ["--quiet", raw], { input: sfdiskScript(partitions) });
+      // Filesystems from the tree, deepest mount point first, each emptied out of its parent.
+      const fsParts = partitions.filter((p) => p.fs).sort((a, b) => b.fs!.mount.length - a.fs!.mount.length);
+      for (const p of fsParts) {
+        const src = join(work, `fs-${p.index}`);
+        if (p.fs!.mount === "/") {
+          await rename(tree, src);
+        } else {
+          await rename(join(tree, p.fs!.mount), src);
+          await mkdir(join(tree, p.fs!.mount));
+          // Keep the kernel and initrd reachable for the provisioning boot.
+        }
+        const img = join(work, `part-${p.index}.img`);
+        await run("truncate", ["-s", String(p.sizeSectors * SECTOR), img]);
+        await run("mke2fs", ["-q", "-F", "-t", p.fs!.type, "-L", p.fs!.label, "-d", src, img]);
+        await run("dd", [`if=${img}`, `of=${raw}`, "bs=1M", `seek=${(p.startSector * SECTOR) / (1 << 20)}`, "conv=notrunc,sparse", "status=none"]);
+        await rm(img);
+      }
+    });
+    const bootSrc = join(work, `fs-${partitions.find((p) => p.fs?.mount === "/boot")!.index}`);
+    const rootPart = partitions.find((p) => p.fs?.mount === "/")!;
+    await timed("provision boot (GRUB, LVM)", async () => {
+      const accel = await chooseAccel();
+      const m = new Machine({
+        name: "provision",
+        runDir: work,
+        disks: [{ path: raw, format: "raw", id: "sda" }],
+        accel,
+        sshKey: privateKey,
+        network: false,
+        noReboot: true,
+        kernel: {
+          path: join(bootSrc, `vmlinuz-${kver}`),
+          initrd: join(bootSrc, `initrd.img-${kver}`),
+          append: `root=LABEL=${rootPart.fs!.label} rw init=/usr/local/sbin/vmlab-provision ${recipe.kernelCmdline}`,
+        },
+      });
+      try {
+        await m.start();
+        const deadline = Date.now() + 10 * 60_000;
+        while (m.running && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
+      } finally {
+        await m.kill();
+      }
+      const log = await m.consoleSince(0);
+      if (!log.includes("VMLAB-PROVISION-OK")) {
+        throw new VmlabError(`provisioning boot of image ${recipe.name} failed`, {
+          where: `direct kernel boot, console log ${m.serialLog}`,
+          output: await m.consoleTail(40),
+          hint: "the console tail shows the failing command; fix the recipe and build again",
+        });
+      }
+    });
+    const disk = join(work, "disk.qcow2");
+    await timed("convert to qcow2", () => convertImage(raw, disk, { format: "qcow2", sourceFormat: "raw" }));
+    await rm(raw);
+    await rm(bootSrc, { recursive: true, force: true });
+    await rm(join(work, `fs-${rootPart.index}`), { recursive: true, force: true });
+    await chmod(disk, 0o444);
+    const meta: ImageMeta = {
+      name: recipe.name,
+      hash,
+      description: recipe.description,
+      builtAt: new Date().toISOString(),
+      buildMs: Date.now() - started,
+      kernel: kver,
+      partitions: partitions.map((p) => ({
+        name: p.name,
+        index: p.index,
+        startSector: p.startSector,
+        sizeSectors: p.sizeSectors,
+        type: p.type,
+        label: p.fs?.label,
+        fs: p.fs?.type ?? (p.lvm ? "LVM2_member" : undefined),
+      })),
+      steps,
+    };
+    await writeFile(join(work, "meta.json"), JSON.stringify(meta, null, 2) + "\n");
+    await rm(finalDir, { recursive: true, force: true });
+    await rename(work, finalDir);
+    await appendFile(join(finalDir, "provision.console.log"), "");
+    return { name: recipe.name, hash, dir: finalDir, disk: join(finalDir, "disk.qcow2"), meta };
+  } catch (err) {
+    // Keep nothing half-built in the cache, but leave the console log where the error says.
+    await rm(tree, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+export async function listImages(): Promise<ImageMeta[]> {
+  if (!existsSync(imagesDir())) return [];
+  const out: ImageMeta[] = [];
+  for (const d of await readdir(imagesDir())) {
+    if (d.startsWith(".")) continue;
+    try {
+      out.push(JSON.parse(await readFile(join(imagesDir(), d, "meta.json"), "utf8")));
+    } catch {
+      /* not a finished image */
+    }
+  }
+  return out;
+}
+
+/** Remove every cached build of an image name; returns how many were removed. */
+export async function removeImage(name: string): Promise<number> {
+  const metas = (await listImages()).filter((m) => m.name === name);
+  if (metas.length === 0) throw new UsageError(`no cached image named ${name}`, { hint: "`vmlab image list` shows the cached images" });
+  for (const m of metas) await rm(join(imagesDir(), `${m.name}-${m.hash}`), { recursive: true, force: true });
+  return metas.length;
+}
+
+export async function diskVirtualSize(path: string): Promise<number> {
+  return (await imageInfo(path)).virtualSize;
+}

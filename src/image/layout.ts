@@ -1,0 +1,42 @@
+import { parseSize } from "../disk/size.ts";
+import { UsageError } from "../errors.ts";
+import type { ImageRecipe, PartitionSpec } from "./recipe.ts";
+
+export const SECTOR = 512;
+/** Partitions start on 1 MiB boundaries, as fdisk and sfdisk do by default. */
+const ALIGN = 2048;
+
+export interface PlannedPartition extends PartitionSpec {
+  index: number;
+  startSector: number;
+  sizeSectors: number;
+}
+
+/** Turn a recipe's disk into partition offsets and sizes in sectors. Pure. */
+export function planPartitions(disk: ImageRecipe["disk"]): { diskBytes: number; partitions: PlannedPartition[] } {
+  const diskBytes = parseSize(disk.size, "disk size");
+  const totalSectors = Math.floor(diskBytes / SECTOR);
+  if (disk.partitions.length > 4) throw new UsageError("an msdos label holds at most 4 primary partitions");
+  let next = ALIGN;
+  const partitions = disk.partitions.map((p, i) => {
+    const isLast = i === disk.partitions.length - 1;
+    if (p.size === undefined && !isLast) throw new UsageError(`partition ${p.name}: only the last partition may omit its size`);
+    const sizeSectors = p.size === undefined ? totalSectors - next : parseSize(p.size, `size of partition ${p.name}`) / SECTOR;
+    if (next + sizeSectors > totalSectors || sizeSectors <= 0) {
+      throw new UsageError(`partition ${p.name} does not fit on a ${disk.size} disk`);
+    }
+    const planned = { ...p, index: i + 1, startSector: next, sizeSectors };
+    next = Math.ceil((next + sizeSectors) / ALIGN) * ALIGN;
+    return planned;
+  });
+  return { diskBytes, partitions };
+}
+
+/** The sfdisk script that writes this layout. */
+export function sfdiskScript(parts: PlannedPartition[]): string {
+  const lines = ["label: dos", "unit: sectors", ""];
+  for (const p of parts) {
+    lines.push(`start=${p.startSector}, size=${p.sizeSectors}, type=${p.type}${p.bootable ? ", bootable" : ""}`);
+  }
+  return lines.join("\n") + "\n";
+}

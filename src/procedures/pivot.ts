@@ -1,0 +1,148 @@
+/**
+ * The pivot dance from the root-replacement runbook, written once and shared
+ * by every procedure that moves `/` while the machine runs: root → LVM,
+ * root → mdraid, ext3 → btrfs by copy.
+ */
+import { VmlabError } from "../errors.ts";
+import type { Machine } from "../vm/machine.ts";
+
+export type Log = (message: string) => void;
+
+export const NEW_ROOT = "/mnt/newroot";
+export const OLD_ROOT = "/mnt/oldroot";
+
+/** Units that must never be stopped to quiesce `/`: they carry the session doing the work. */
+const KEEP_RUNNING = /^(ssh\.service|session-.*\.scope|user@.*\.service|init\.scope|-)$/;
+
+/** PIDs holding files on `/` open for writing, or still mapping deleted files. */
+export const WRITERS_CMD =
+  "lsof -n -w / 2>/dev/null | awk 'NR>1 && ($4 ~ /^[0-9]+[uUwW]/ || $4 == \"DEL\" || / \\(deleted\\)$/) {print $2}' | sort -un";
+
+export interface Quiesced {
+  /** Units stopped so that `/` could go read-only; started again on the new root. */
+  stopped: string[];
+}
+
+/**
+ * Runbook step 3: find processes with write-open or deleted files on `/`
+ * (lsof), stop the units they belong to, and check nothing is left.
+ */
+export async function stopRootWriters(vm: Machine, log: Log): Promise<Quiesced> {
+  const stopped: string[] = [];
+  for (let round = 0; round < 3; round++) {
+    const pids = (await vm.succeed(WRITERS_CMD)).split("\n").filter(Boolean);
+    if (pids.length === 0) break;
+    const units = new Set<string>();
+    for (const pid of pids) {
+      const unit = (await vm.run(`ps -o unit= -p ${pid}`)).stdout.trim();
+      if (unit && !KEEP_RUNNING.test(unit)) units.add(unit);
+    }
+    if (units.size === 0) break;
+    log(`stopping writers on /: ${[...units].join(", ")}`);
+    await vm.succeed(`systemctl stop ${[...units].join(" ")}`);
+    stopped.push(...units);
+  }
+  return { stopped };
+}
+
+/**
+ * Runbook step 4: `mount -o remount,ro /`. If it is refused, the machine is
+ * left as it was: stopped units are started again and the error shows who
+ * holds `/`.
+ */
+export async function remountRootReadOnly(vm: Machine, q: Quiesced): Promise<void> {
+  const r = await vm.run("mount -o remount,ro / 2>&1");
+  if (r.exitCode === 0) return;
+  const holders = (await vm.run("lsof -n -w / 2>/dev/null | awk 'NR==1 || $4 ~ /^[0-9]+[uUwW]/'")).stdout;
+  if (q.stopped.length) await vm.run(`systemctl start ${q.stopped.join(" ")}`);
+  throw new VmlabError("`/` could not be remounted read-only: it is busy", {
+    output: `${r.stdout}${r.stderr}\nprocesses with files open for writing on /:\n${holders}`,
+    hint: "stop the processes listed above (the runbook's step 3), then try again; nothing was changed",
+  });
+}
+
+/**
+ * Runbook steps 8-10: mount the new root, `pivot_root` into it, and move
+ * /proc, /dev, /sys, /run and every other mount back into place.
+ *
+ * systemd makes `/` a shared mount, and pivot_root(2) refuses shared parents,
+ * so the tree is made private first: a step the runbook's era did not need.
+ */
+export async function pivotInto(vm: Machine, device: string, log: Log, mountOpts = ""): Promise<void> {
+  const script = `set -e
+mount ${mountOpts ? `-o ${mountOpts} ` : ""}${device} ${NEW_ROOT}
+mkdir -p ${NEW_ROOT}${OLD_ROOT} 2>/dev/null || true
+mount --make-rprivate /
+cd ${NEW_ROOT}
+pivot_root . ${OLD_ROOT.slice(1)}
+# Move every mount that came along under the old root back to its place,
+# parents first (a prefix sorts before its children).
+while m=$(awk '$5 ~ "^${OLD_ROOT}/" {print $5}' /proc/self/mountinfo | sort | head -n 1); [ -n "$m" ]; do
+  mount --move "$m" "\${m#${OLD_ROOT}}"
+done
+findmnt -no SOURCE /`;
+  const out = await vm.succeed(script, { hint: "the console is the way back in if SSH is gone: `vmlab console`" });
+  log(`/ is now ${out.trim()}`);
+}
+
+/**
+ * Runbook step 11: re-execute init and restart daemons from the new root,
+ * then prove a new SSH session works on it.
+ */
+export async function restartOnNewRoot(vm: Machine, q: Quiesced, log: Log): Promise<void> {
+  await vm.succeed("systemctl daemon-reexec");
+  await vm.succeed("systemctl restart ssh.service");
+  const again = (await vm.succeed("findmnt -no SOURCE /")).trim();
+  log(`new SSH session works; / is ${again}`);
+  if (q.stopped.length) await vm.succeed(`systemctl start ${q.stopped.join(" ")}`);
+  // Everything else still running from the old root gets restarted too.
+  const units = await unitsUsing(vm, OLD_ROOT);
+  if (units.length) {
+    log(`restarting on the new root: ${units.join(", ")}`);
+    await vm.succeed(`systemctl restart ${units.join(" ")}`);
+  }
+}
+
+async function unitsUsing(vm: Machine, path: string): Promise<string[]> {
+  const pids = (await vm.run(`lsof -n -w ${path} 2>/dev/null | awk 'NR>1 {print $2}' | sort -un`)).stdout.split("\n").filter(Boolean);
+  const units = new Set<string>();
+  for (const pid of pids) {
+    const unit = (await vm.run(`ps -o unit= -p ${pid}`)).stdout.trim();
+    if (unit && unit.endsWith(".service") && !KEEP_RUNNING.test(unit)) units.add(unit);
+  }
+  return [...units];
+}
+
+/** Runbook step 12.2: unmount the old root; lazily if something still holds it. */
+export async function releaseOldRoot(vm: Machine, log: Log): Promise<"clean" | "lazy"> {
+  const r = await vm.run(`umount ${OLD_ROOT} 2>&1`);
+  if (r.exitCode === 0) return "clean";
+  const holders = (await vm.run(`lsof -n -w ${OLD_ROOT} 2>/dev/null | awk 'NR>1 {print $1"("$2")"}' | sort -u | tr '\\n' ' '`)).stdout;
+  log(`old root still held by ${holders.trim() || "the kernel"}; unmounting lazily`);
+  await vm.succeed(`umount -l ${OLD_ROOT}`);
+  return "lazy";
+}
+
+/** Where `/` lives now, as the kernel sees it. */
+export interface RootInfo {
+  device: string;
+  fstype: string;
+  sizeBytes: number;
+}
+
+export async function rootInfo(vm: Machine): Promise<RootInfo> {
+  const out = (await vm.succeed("findmnt -no SOURCE,FSTYPE / && df -B1 --output=size / | tail -n 1")).trim().split(/\s+/);
+  return { device: out[0]!, fstype: out[1]!, sizeBytes: Number(out[2]) };
+}
+
+/** Throw unless `/` is the expected device and filesystem type. */
+export async function expectRoot(vm: Machine, device: string, fstype: string): Promise<RootInfo> {
+  const info = await rootInfo(vm);
+  if (info.device !== device || info.fstype !== fstype) {
+    throw new VmlabError(`/ is ${info.device} (${info.fstype}), expected ${device} (${fstype})`, {
+      output: (await vm.run("findmnt -no SOURCE,FSTYPE,OPTIONS /; cat /proc/cmdline; blkid")).stdout,
+      hint: "the machine did not boot the root you migrated to",
+    });
+  }
+  return info;
+}

@@ -1,0 +1,73 @@
+import { existsSync } from "node:fs";
+import { readdir } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { UsageError } from "../errors.ts";
+import type { ImageRecipe } from "../image/recipe.ts";
+import { projectRoot } from "../paths.ts";
+import type { Scenario } from "./types.ts";
+
+export const scenariosDir = join(projectRoot, "scenarios");
+export const imagesRecipeDir = join(projectRoot, "images");
+
+async function importDefault<T>(file: string, what: string): Promise<T> {
+  let mod: { default?: T };
+  try {
+    mod = await import(pathToFileURL(file).href);
+  } catch (err) {
+    const e = err as Error;
+    throw new UsageError(`${what} ${file} failed to load: ${e.message}`, {
+      where: file,
+      output: e.stack?.split("\n").slice(0, 8).join("\n"),
+      hint: "fix the error in the file; nothing was started",
+    });
+  }
+  if (!mod.default) throw new UsageError(`${what} ${file} has no default export`, { hint: "export default scenario({...})" });
+  return mod.default;
+}
+
+export async function scenarioNames(): Promise<string[]> {
+  const files = await readdir(scenariosDir);
+  return files.filter((f) => f.endsWith(".ts")).map((f) => basename(f, ".ts")).sort();
+}
+
+/** A scenario by name (scenarios/NAME.ts) or by path to a file. */
+export async function loadScenario(nameOrFile: string): Promise<Scenario> {
+  const looksLikeFile = nameOrFile.includes("/") || /\.(ts|js|mjs)$/.test(nameOrFile);
+  if (looksLikeFile) {
+    const file = resolve(nameOrFile);
+    if (!existsSync(file)) throw new UsageError(`scenario file ${file} does not exist`);
+    return validateScenario(await importDefault<Scenario>(file, "scenario file"), file);
+  }
+  const names = await scenarioNames();
+  if (!names.includes(nameOrFile)) {
+    const near = names.filter((n) => n.includes(nameOrFile) || nameOrFile.includes(n.split("-")[0]!));
+    throw new UsageError(`unknown scenario "${nameOrFile}"`, {
+      hint: `${near.length ? `did you mean ${near.join(", ")}? ` : ""}\`vmlab list\` shows all ${names.length} scenarios`,
+    });
+  }
+  return validateScenario(await importDefault<Scenario>(join(scenariosDir, `${nameOrFile}.ts`), "scenario"), nameOrFile);
+}
+
+export function validateScenario(s: Scenario, where: string): Scenario {
+  const problems: string[] = [];
+  if (!s || typeof s !== "object") problems.push("default export is not a scenario object");
+  else {
+    if (typeof s.name !== "string" || !/^[a-z0-9][a-z0-9-]*$/.test(s.name)) problems.push("name must be lower-case words joined by -");
+    if (typeof s.description !== "string" || !s.description) problems.push("description is missing");
+    if (typeof s.image !== "string" || !s.image) problems.push("image is missing");
+    if (typeof s.run !== "function") problems.push("run must be a function");
+  }
+  if (problems.length) throw new UsageError(`invalid scenario in ${where}`, { output: problems.join("\n"), hint: "see scenarios/root-to-lvm.ts for a complete example" });
+  return s;
+}
+
+export async function recipeNames(): Promise<string[]> {
+  return (await readdir(imagesRecipeDir)).filter((f) => f.endsWith(".ts")).map((f) => basename(f, ".ts")).sort();
+}
+
+export async function loadRecipe(name: string): Promise<ImageRecipe> {
+  const names = await recipeNames();
+  if (!names.includes(name)) throw new UsageError(`unknown image recipe "${name}"`, { hint: `known recipes: ${names.join(", ")}` });
+  return importDefault<ImageRecipe>(join(imagesRecipeDir, `${name}.ts`), "image recipe");
+}

@@ -1,0 +1,145 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { VmlabError } from "../errors.ts";
+import { createOverlay } from "../disk/qemu-img.ts";
+import { chooseAccel } from "../host/kvm.ts";
+import { ensureImage, type BuiltImage } from "../image/build.ts";
+import { labKey } from "../image/keys.ts";
+import { defaultReportsDir } from "../paths.ts";
+import { expectBoot, Machine } from "../vm/machine.ts";
+import { DataSet } from "./dataset.ts";
+import { loadRecipe } from "./registry.ts";
+import { junitXml } from "./report.ts";
+import type { RunEvent, Scenario, ScenarioContext, ScenarioReport, StepRecord } from "./types.ts";
+
+export interface RunOptions {
+  /** Parent directory for this run's report directory. */
+  reportDir?: string;
+  onEvent?: (e: RunEvent) => void;
+}
+
+function runId(name: string): string {
+  const t = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "");
+  return `${name}-${t}-${randomBytes(3).toString("hex")}`;
+}
+
+/**
+ * Run one scenario: build or reuse its image, boot a machine on a private
+ * overlay, seed the data set, run the steps, and write report.json, junit.xml
+ * and the console logs. The QEMU process is ended on every path.
+ */
+export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<ScenarioReport> {
+  const emit = opts.onEvent ?? (() => undefined);
+  const started = Date.now();
+  const runDir = join(opts.reportDir ?? defaultReportsDir(), runId(s.name));
+  await mkdir(runDir, { recursive: true });
+  const report: ScenarioReport = {
+    scenario: s.name,
+    description: s.description,
+    kind: s.kind ?? "rehearsal",
+    verdict: "fail",
+    startedAt: new Date(started).toISOString(),
+    durationMs: 0,
+    steps: [],
+    boots: [],
+    facts: {},
+    runDir,
+    consoleLogs: [],
+  };
+  const machines: Machine[] = [];
+  let current: StepRecord | undefined;
+  const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const rec: StepRecord = { name, status: "passed", durationMs: 0, startedAtMs: Date.now() - started, log: [] };
+    const outer = current;
+    current = rec;
+    report.steps.push(rec);
+    emit({ type: "step-start", scenario: s.name, step: name });
+    const t = Date.now();
+    try {
+      return await fn();
+    } catch (err) {
+      rec.status = "failed";
+      rec.error = err instanceof Error ? err.message : String(err);
+      (err as { vmlabStep?: string }).vmlabStep ??= name;
+      throw err;
+    } finally {
+      rec.durationMs = Date.now() - t;
+      current = outer;
+      emit({ type: "step-end", scenario: s.name, step: rec });
+    }
+  };
+  const log = (message: string) => {
+    current?.log.push(message);
+    emit({ type: "log", scenario: s.name, message });
+  };
+
+  let image: BuiltImage | undefined;
+  try {
+    const recipe = await loadRecipe(s.image);
+    image = await step(`image ${s.image}`, () => ensureImage(recipe, { progress: (m) => log(m) }));
+    report.image = { name: image.name, hash: image.hash };
+    const accel = await chooseAccel();
+    report.accel = { accel: accel.accel, reason: accel.reason };
+    const { privateKey } = await labKey();
+    const overlay = join(runDir, "sda.qcow2");
+    await createOverlay(overlay, image.disk, { backingFormat: "qcow2" });
+    const vm = new Machine({
+      name: "vm",
+      runDir,
+      disks: [{ path: overlay, format: "qcow2", id: "sda" }],
+      accel,
+      sshKey: privateKey,
+      onEvent: (e) => {
+        if (e.type === "boot") {
+          report.boots.push({ ...e.boot, machine: "vm" });
+          emit({ type: "boot", scenario: s.name, machine: "vm", boot: e.boot });
+        } else log(e.message);
+      },
+    });
+    machines.push(vm);
+    report.consoleLogs.push(vm.serialLog);
+    await step("boot from disk", async () => {
+      const boot = await vm.boot();
+      await expectBoot(vm, boot, "ssh");
+      log(`booted via ${boot.via} in ${(boot.durationMs / 1000).toFixed(1)} s`);
+    });
+    const data = new DataSet();
+    if (s.seedData !== false) await step("seed data set", async () => log(`${Object.keys(await data.seed(vm)).length} entries`));
+    const ctx: ScenarioContext = {
+      vm,
+      data,
+      image,
+      runDir,
+      step,
+      log,
+      record: (k, v) => {
+        report.facts[k] = v;
+      },
+    };
+    await s.run(ctx);
+    report.verdict = "pass";
+  } catch (err) {
+    const e = err as Error & { vmlabStep?: string };
+    const v = err instanceof VmlabError ? err : undefined;
+    const vm = machines[0];
+    const from = vm?.boots.at(-1)?.log.from ?? 0;
+    report.error = {
+      message: e.message,
+      step: e.vmlabStep,
+      where: v?.where,
+      output: v?.output,
+      hint: v?.hint,
+      consoleTail: vm ? await vm.consoleTail(30, from) : undefined,
+    };
+  } finally {
+    for (const m of machines) await m.kill();
+    // Overlays hold gigabytes after a migration; the report keeps logs, not disks.
+    await rm(join(runDir, "sda.qcow2"), { force: true });
+    report.durationMs = Date.now() - started;
+    await writeFile(join(runDir, "report.json"), JSON.stringify(report, null, 2) + "\n");
+    await writeFile(join(runDir, "junit.xml"), junitXml([report]));
+    emit({ type: "done", report });
+  }
+  return report;
+}

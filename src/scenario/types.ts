@@ -1,0 +1,77 @@
+import type { BuiltImage } from "../image/build.ts";
+import type { BootRecord, Machine } from "../vm/machine.ts";
+import type { DataCheck, DataSet } from "./dataset.ts";
+
+export interface ScenarioContext {
+  /** The machine under test, booted from its own disk and answering SSH. */
+  vm: Machine;
+  /** The data set, seeded before `run` is called. */
+  data: DataSet;
+  image: BuiltImage;
+  /** This run's directory: overlays, sockets, console logs, report. */
+  runDir: string;
+  /** A named, timed step. A throw fails the step and the scenario. */
+  step<T>(name: string, fn: () => Promise<T>): Promise<T>;
+  /** A line in the step's log and the progress display. */
+  log(message: string): void;
+  /** A fact for report.json (final root device, observed failure, ...). */
+  record(key: string, value: unknown): void;
+}
+
+export interface Scenario {
+  name: string;
+  /** One line for `vmlab list`. */
+  description: string;
+  /** Image recipe name under images/. */
+  image: string;
+  tags?: string[];
+  /** The runbook it rehearses, under shared/runbooks. */
+  runbook?: string;
+  /**
+   * "rehearsal": the procedure done right must leave a good machine.
+   * "twin": a step is deliberately forgotten; the scenario passes only when the lab observes the failure.
+   */
+  kind?: "rehearsal" | "twin";
+  /** Seed the data set before `run` (default true). */
+  seedData?: boolean;
+  run(ctx: ScenarioContext): Promise<void>;
+}
+
+export function scenario(s: Scenario): Scenario {
+  return { kind: "rehearsal", seedData: true, tags: [], ...s };
+}
+
+export interface StepRecord {
+  name: string;
+  status: "passed" | "failed" | "skipped";
+  durationMs: number;
+  startedAtMs: number;
+  error?: string;
+  log: string[];
+}
+
+export interface ScenarioReport {
+  scenario: string;
+  description: string;
+  kind: "rehearsal" | "twin";
+  verdict: "pass" | "fail";
+  startedAt: string;
+  durationMs: number;
+  image?: { name: string; hash: string };
+  accel?: { accel: string; reason: string };
+  steps: StepRecord[];
+  boots: (BootRecord & { machine: string })[];
+  facts: Record<string, unknown>;
+  data?: DataCheck;
+  error?: { message: string; step?: string; where?: string; output?: string; hint?: string; consoleTail?: string };
+  runDir: string;
+  consoleLogs: string[];
+}
+
+export type RunEvent =
+  | { type: "image"; message: string }
+  | { type: "step-start"; scenario: string; step: string }
+  | { type: "step-end"; scenario: string; step: StepRecord }
+  | { type: "boot"; scenario: string; machine: string; boot: BootRecord }
+  | { type: "log"; scenario: string; message: string }
+  | { type: "done"; report: ScenarioReport };

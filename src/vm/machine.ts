@@ -1,0 +1,388 @@
+import { execa, type ResultPromise } from "execa";
+import { createConnection, createServer, type Socket } from "node:net";
+import { open, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { VmlabError } from "../errors.ts";
+import { classifyBoot, terminalOutcome, type BootClassification } from "../boot/classify.ts";
+import { buildQemuArgs, type DiskAttachment, type QemuConfig } from "./qemu-args.ts";
+import { QmpClient } from "./qmp.ts";
+import { registerPid, unregisterPid } from "./reaper.ts";
+import { formatResult, sshRun, SshCommandError, SSH_CONNECTION_FAILED, type SshResult, type SshTarget } from "./ssh.ts";
+
+export type BootVia = "firmware" | "direct-kernel";
+
+/** One boot of a machine, as the report records it. */
+export interface BootRecord {
+  via: BootVia;
+  outcome: BootClassification["outcome"];
+  detail?: string;
+  evidence: string[];
+  reached: BootClassification["reached"];
+  /** Milliseconds from power-on (or reset) to the outcome. */
+  durationMs: number;
+  /** Byte range of this boot in the serial log. */
+  log: { file: string; from: number; to: number };
+  /** Why the boot happened: "start", "reboot", "reset", "power-on after power cut". */
+  reason: string;
+}
+
+export interface MachineOptions {
+  name: string;
+  /** Directory for the sockets and the serial log of this machine. */
+  runDir: string;
+  disks: DiskAttachment[];
+  accel: { accel: "kvm" | "tcg"; cpu: string };
+  sshKey: string;
+  memoryMiB?: number;
+  smp?: number;
+  kernel?: QemuConfig["kernel"];
+  noReboot?: boolean;
+  network?: boolean;
+  qemuBinary?: string;
+  /** Called with each boot as it is classified, and with progress lines. */
+  onEvent?: (e: MachineEvent) => void;
+}
+
+export type MachineEvent =
+  | { type: "boot"; boot: BootRecord }
+  | { type: "log"; message: string };
+
+export interface BootWaitOptions {
+  timeoutMs?: number;
+  via?: BootVia;
+  reason?: string;
+}
+
+/** Ask the kernel for a free TCP port on the loopback address. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The default wait for a boot: generous under TCG, where a cold boot takes ~30 s. */
+export function defaultBootTimeoutMs(accel: "kvm" | "tcg"): number {
+  return accel === "kvm" ? 90_000 : 240_000;
+}
+
+/**
+ * One QEMU guest: its process, serial console, QMP socket and SSH access.
+ * The process is registered with the reaper as soon as it exists, so it is
+ * ended on every path.
+ */
+export class Machine {
+  readonly opts: MachineOptions;
+  readonly serialLog: string;
+  readonly serialSocket: string;
+  readonly qmpSocket: string;
+  sshPort = 0;
+  readonly boots: BootRecord[] = [];
+  private proc?: ResultPromise;
+  private qmp?: QmpClient;
+  private exited = true;
+  private exitInfo = "";
+
+  constructor(opts: MachineOptions) {
+    this.opts = opts;
+    this.serialLog = join(opts.runDir, `${opts.name}.console.log`);
+    this.serialSocket = join(opts.runDir, `${opts.name}.serial.sock`);
+    this.qmpSocket = join(opts.runDir, `${opts.name}.qmp.sock`);
+  }
+
+  get pid(): number | undefined {
+    return this.exited ? undefined : this.proc?.pid;
+  }
+
+  get running(): boolean {
+    return !this.exited;
+  }
+
+  get ssh(): SshTarget {
+    return { host: "127.0.0.1", port: this.sshPort, user: "root", keyPath: this.opts.sshKey };
+  }
+
+  private emit(e: MachineEvent): void {
+    this.opts.onEvent?.(e);
+  }
+
+  private config(): QemuConfig {
+    return {
+      name: this.opts.name,
+      accel: this.opts.accel,
+      memoryMiB: this.opts.memoryMiB ?? 1024,
+      smp: this.opts.smp ?? 2,
+      disks: this.opts.disks,
+      serialSocket: this.serialSocket,
+      serialLog: this.serialLog,
+      qmpSocket: this.qmpSocket,
+      sshPort: this.opts.network === false ? undefined : this.sshPort,
+      kernel: this.opts.kernel,
+      noReboot: this.opts.noReboot,
+    };
+  }
+
+  /** Current size of the serial log: the offset where the next boot begins. */
+  async logOffset(): Promise<number> {
+    try {
+      return (await stat(this.serialLog)).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** Serial console text from a byte offset to now. */
+  async consoleSince(from: number): Promise<string> {
+    let fh;
+    try {
+      fh = await open(this.serialLog, "r");
+    } catch {
+      return "";
+    }
+    try {
+      const size = (await fh.stat()).size;
+      if (size <= from) return "";
+      const buf = Buffer.alloc(size - from);
+      await fh.read(buf, 0, buf.length, from);
+      return buf.toString("utf8");
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** The last lines the console printed, for error messages. */
+  async consoleTail(lines = 25, from = 0): Promise<string> {
+    const text = (await this.consoleSince(from)).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").replace(/\r/g, "");
+    return text.split("\n").filter((l) => l.trim()).slice(-lines).join("\n");
+  }
+
+  /** Start QEMU. Does not wait for the guest; see waitForBoot. */
+  async start(): Promise<void> {
+    if (!this.exited) throw new VmlabError(`machine ${this.opts.name} is already running`);
+    const qemu = this.opts.qemuBinary ?? process.env.VMLAB_QEMU ?? "qemu-system-x86_64";
+    for (let attempt = 1; ; attempt++) {
+      if (this.opts.network !== false) this.sshPort = await freePort();
+      const args = buildQemuArgs(this.config());
+      const proc = execa(qemu, args, { reject: false, stdin: "ignore", all: true, buffer: true });
+      if (!proc.pid) {
+        const r = await proc;
+        throw new VmlabError(`could not start ${qemu}`, {
+          where: `machine ${this.opts.name}`,
+          output: String(r.all ?? r.shortMessage ?? ""),
+          hint: "run `vmlab doctor` to check the host",
+        });
+      }
+      registerPid(proc.pid, `qemu ${this.opts.name}`);
+      this.proc = proc;
+      this.exited = false;
+      void proc.then((r) => {
+        this.exited = true;
+        this.exitInfo = `exit code ${r.exitCode ?? r.signal}: ${String(r.all ?? "").trim()}`;
+        if (proc.pid) unregisterPid(proc.pid);
+      });
+      try {
+        this.qmp = await QmpClient.connect(this.qmpSocket, { timeoutMs: 15_000 });
+        return;
+      } catch (err) {
+        await this.kill();
+        const out = this.exitInfo;
+        // Another run took the port between our check and QEMU's bind: try again.
+        if (attempt < 5 && /hostfwd|Could not set up host forwarding/i.test(out)) continue;
+        throw new VmlabError(`QEMU for ${this.opts.name} did not come up`, {
+          where: `${qemu} ${args.join(" ")}`,
+          output: out || String(err),
+          hint: "run `vmlab doctor`; check that the disk images exist and are not locked by another QEMU",
+        });
+      }
+    }
+  }
+
+  /**
+   * Wait until the boot that starts at `from` in the serial log reaches SSH,
+   * stops in a state it will never leave (panic, rescue shell, ...), or times out.
+   */
+  async waitForBoot(from: number, opts: BootWaitOptions = {}): Promise<BootRecord> {
+    const via = opts.via ?? (this.opts.kernel ? "direct-kernel" : "firmware");
+    const timeoutMs = opts.timeoutMs ?? defaultBootTimeoutMs(this.opts.accel.accel);
+    const started = Date.now();
+    let classification: BootClassification | null = null;
+    let lastSsh = 0;
+    while (!classification) {
+      const text = await this.consoleSince(from);
+      classification = terminalOutcome(text);
+      if (classification) break;
+      if (this.exited) {
+        classification = classifyBoot(text, { timedOut: true });
+        classification.evidence.push(`QEMU exited: ${this.exitInfo}`);
+        break;
+      }
+      if (Date.now() - started > timeoutMs) {
+        classification = classifyBoot(text, { timedOut: true });
+        break;
+      }
+      // Only try SSH once the kernel has started: it saves connection attempts during firmware and GRUB.
+      if (this.opts.network !== false && Date.now() - lastSsh > 1000 && /Linux version|systemd/.test(text)) {
+        lastSsh = Date.now();
+        const r = await sshRun(this.ssh, "true", { timeoutMs: 15_000, connectTimeoutS: 5 });
+        if (r.exitCode === 0) {
+          classification = classifyBoot(await this.consoleSince(from), { sshAnswered: true });
+          break;
+        }
+      }
+      await sleep(250);
+    }
+    const to = await this.logOffset();
+    const boot: BootRecord = {
+      via,
+      outcome: classification.outcome,
+      detail: classification.detail,
+      evidence: classification.evidence,
+      reached: classification.reached,
+      durationMs: Date.now() - started,
+      log: { file: this.serialLog, from, to },
+      reason: opts.reason ?? "start",
+    };
+    this.boots.push(boot);
+    this.emit({ type: "boot", boot });
+    return boot;
+  }
+
+  /** Start QEMU and wait for the boot to end. */
+  async boot(opts: BootWaitOptions = {}): Promise<BootRecord> {
+    const from = await this.logOffset();
+    await this.start();
+    return this.waitForBoot(from, { reason: "start", ...opts });
+  }
+
+  /** Run a command over a new SSH connection; never throws for a non-zero exit. */
+  async run(command: string, opts: { timeoutMs?: number; input?: string } = {}): Promise<SshResult> {
+    if (this.exited) throw new VmlabError(`cannot run \`${command}\`: machine ${this.opts.name} is not running`, { output: this.exitInfo });
+    return sshRun(this.ssh, command, { timeoutMs: opts.timeoutMs ?? 30 * 60_000, input: opts.input });
+  }
+
+  /** Run a command that must exit 0; returns its stdout. */
+  async succeed(command: string, opts: { timeoutMs?: number; input?: string; hint?: string } = {}): Promise<string> {
+    const r = await this.run(command, opts);
+    if (r.exitCode !== 0) {
+      const conn = r.exitCode === SSH_CONNECTION_FAILED ? " (ssh could not connect or the connection dropped)" : "";
+      throw new SshCommandError(
+        `command failed in guest ${this.opts.name}${conn}`,
+        r,
+        `ssh root@127.0.0.1:${this.sshPort}`,
+        opts.hint ?? (conn ? "the console log shows what the guest was doing" : undefined),
+      );
+    }
+    return r.stdout;
+  }
+
+  /** Run a command that must fail (exit non-zero, but not a dropped connection); returns the result. */
+  async fail(command: string, opts: { timeoutMs?: number } = {}): Promise<SshResult> {
+    const r = await this.run(command, opts);
+    if (r.exitCode === 0 || r.exitCode === SSH_CONNECTION_FAILED) {
+      throw new SshCommandError(
+        r.exitCode === 0 ? `command was expected to fail but succeeded in guest ${this.opts.name}` : `ssh connection failed`,
+        r,
+        `ssh root@127.0.0.1:${this.sshPort}`,
+      );
+    }
+    return r;
+  }
+
+  /** Reboot through the firmware: the guest resets, SeaBIOS, GRUB and the initramfs run again. */
+  async reboot(opts: BootWaitOptions = {}): Promise<BootRecord> {
+    const from = await this.logOffset();
+    // The connection drops as the guest goes down: do not wait for the command.
+    await this.run("systemctl reboot", { timeoutMs: 20_000 });
+    return this.waitForBoot(from, { via: "firmware", reason: "reboot", ...opts });
+  }
+
+  /** Hard reset, like the reset button: no shutdown, then firmware. */
+  async reset(opts: BootWaitOptions = {}): Promise<BootRecord> {
+    const from = await this.logOffset();
+    await this.qmpExecute("system_reset");
+    return this.waitForBoot(from, { via: "firmware", reason: "reset", ...opts });
+  }
+
+  /** Power cut: QEMU quits at once; nothing the guest had not written reaches the disk. */
+  async powerCut(): Promise<void> {
+    if (this.exited) return;
+    try {
+      await this.qmpExecute("quit");
+    } catch {
+      /* the socket closes as QEMU quits */
+    }
+    await this.waitExit(10_000);
+  }
+
+  /** Clean ACPI shutdown; falls back to a kill after the timeout. */
+  async shutdown(timeoutMs = 120_000): Promise<void> {
+    if (this.exited) return;
+    try {
+      await this.qmpExecute("system_powerdown");
+    } catch {
+      /* fall through to the kill */
+    }
+    await this.waitExit(timeoutMs);
+  }
+
+  async qmpExecute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
+    if (!this.qmp || this.exited) throw new VmlabError(`QMP ${command}: machine ${this.opts.name} is not running`);
+    return this.qmp.execute<T>(command, args);
+  }
+
+  private async waitExit(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.exited && Date.now() < deadline) await sleep(100);
+    if (!this.exited) await this.kill();
+    this.qmp?.close();
+    this.qmp = undefined;
+  }
+
+  /** End QEMU at once by its pid. Safe to call at any time. */
+  async kill(): Promise<void> {
+    this.qmp?.close();
+    this.qmp = undefined;
+    const p = this.proc;
+    if (!p || this.exited) return;
+    try {
+      process.kill(p.pid!, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+    await p.catch(() => undefined);
+    this.exited = true;
+    unregisterPid(p.pid!);
+  }
+
+  /** Type a line on the serial console (the way back in when SSH is gone). */
+  async type(text: string): Promise<void> {
+    const sock: Socket = createConnection(this.serialSocket);
+    await new Promise<void>((resolve, reject) => {
+      sock.once("connect", () => resolve());
+      sock.once("error", reject);
+    });
+    await new Promise<void>((resolve) => sock.write(text, () => resolve()));
+    await sleep(100);
+    sock.destroy();
+  }
+}
+
+/** Throw unless a boot ended as expected; the message carries the evidence and the console tail. */
+export async function expectBoot(m: Machine, boot: BootRecord, expected: BootRecord["outcome"]): Promise<void> {
+  if (boot.outcome === expected) return;
+  const tail = await m.consoleTail(25, boot.log.from);
+  throw new VmlabError(`boot ended as ${boot.outcome}${boot.detail ? ` (${boot.detail})` : ""}, expected ${expected}`, {
+    where: `machine ${m.opts.name}, boot via ${boot.via} (${boot.reason})`,
+    output: [...boot.evidence.map((l) => `evidence: ${l}`), "console tail:", tail].join("\n"),
+    hint: `open the console log ${boot.log.file}`,
+  });
+}
+
+export { formatResult };

@@ -1,0 +1,72 @@
+/**
+ * Building the qemu-system-x86_64 command line. Pure: unit-tested without QEMU.
+ */
+export interface DiskAttachment {
+  /** Image file on the host. */
+  path: string;
+  format: "qcow2" | "raw";
+  /** QEMU id of the drive and its scsi-hd device; also the guest-visible serial. */
+  id: string;
+  readOnly?: boolean;
+}
+
+export interface QemuConfig {
+  name: string;
+  accel: { accel: "kvm" | "tcg"; cpu: string };
+  memoryMiB: number;
+  smp: number;
+  /** Disks in guest order: the first is /dev/sda, the second /dev/sdb, ... */
+  disks: DiskAttachment[];
+  serialSocket: string;
+  serialLog: string;
+  qmpSocket: string;
+  /** Host port forwarded to the guest's port 22; omit for no network. */
+  sshPort?: number;
+  /** Direct kernel boot, for provisioning and rescue only. */
+  kernel?: { path: string; initrd?: string; append: string };
+  /** Exit QEMU instead of resetting when the guest reboots. */
+  noReboot?: boolean;
+  /** Start paused, waiting for a saved state on this file (`-incoming exec:`). */
+  incomingFile?: string;
+}
+
+export function buildQemuArgs(c: QemuConfig): string[] {
+  const args = [
+    "-name", `vmlab-${c.name}`,
+    "-machine", "pc,graphics=off",
+    "-accel", c.accel.accel,
+    "-cpu", c.accel.cpu,
+    "-m", String(c.memoryMiB),
+    "-smp", String(c.smp),
+    "-nodefaults",
+    "-no-user-config",
+    "-display", "none",
+    "-chardev", `socket,id=ser0,path=${c.serialSocket},server=on,wait=off,logfile=${c.serialLog},logappend=on`,
+    "-serial", "chardev:ser0",
+    "-qmp", `unix:${c.qmpSocket},server=on,wait=off`,
+  ];
+  if (c.disks.length > 0) {
+    args.push("-device", "virtio-scsi-pci,id=scsi0");
+    c.disks.forEach((d, i) => {
+      const ro = d.readOnly ? ",read-only=on" : "";
+      args.push(
+        "-drive", `file=${d.path},format=${d.format},if=none,id=${d.id},cache=writeback,discard=unmap${ro}`,
+        "-device", `scsi-hd,drive=${d.id},id=dev-${d.id},bus=scsi0.0,channel=0,scsi-id=${i},lun=0,serial=${d.id}`,
+      );
+    });
+  }
+  if (c.sshPort !== undefined) {
+    args.push(
+      "-netdev", `user,id=net0,hostfwd=tcp:127.0.0.1:${c.sshPort}-:22`,
+      // romfile= skips the iPXE option ROM: the lab never network-boots.
+      "-device", "virtio-net-pci,netdev=net0,romfile=",
+    );
+  }
+  if (c.kernel) {
+    args.push("-kernel", c.kernel.path, "-append", c.kernel.append);
+    if (c.kernel.initrd) args.push("-initrd", c.kernel.initrd);
+  }
+  if (c.noReboot) args.push("-no-reboot");
+  if (c.incomingFile) args.push("-incoming", `exec:cat ${c.incomingFile}`);
+  return args;
+}
