@@ -10,6 +10,8 @@ import { doctor, formatDoctor } from "../src/host/doctor.ts";
 import { setup } from "../src/host/setup.ts";
 import { requireTool } from "../src/host/tools.ts";
 import { ensureImage, listImages, removeImage } from "../src/image/build.ts";
+import { createImage, imageInfo } from "../src/disk/qemu-img.ts";
+import { formatSize, parseSize } from "../src/disk/size.ts";
 import { loadRecipe, loadScenario, recipeNames, scenarioNames } from "../src/scenario/registry.ts";
 import { runScenario } from "../src/scenario/runner.ts";
 import type { RunEvent, ScenarioReport } from "../src/scenario/types.ts";
@@ -17,13 +19,16 @@ import type { RunEvent, ScenarioReport } from "../src/scenario/types.ts";
 const USAGE = `vmlab: rehearse storage migrations and disaster recovery on real Linux guests
 
 usage:
-  vmlab doctor                     check the host: tools, packages, accelerator (KVM or TCG)
+  vmlab doctor [--quiet]           check the host: tools, packages, accelerator (KVM or TCG)
   vmlab setup [--dry-run]          install the host packages (as root on Debian/Ubuntu), or print the command
   vmlab list                       list the scenarios
   vmlab run <name|file> [...]      run scenarios; --report-dir DIR (default ./reports)
   vmlab image build <recipe>       build an image (cached by recipe hash); --rebuild forces it
   vmlab image list                 list cached images
   vmlab image rm <recipe>          remove a cached image
+  vmlab disk create <path> <size> [--format qcow2|raw]
+                                   create an empty disk image (size like 8G or 200M)
+  vmlab disk info <path>           show a disk image's format, sizes and backing file
 
 exit codes: 0 all passed, 1 a scenario failed, 2 bad usage or host not ready`;
 
@@ -31,9 +36,10 @@ function out(line = ""): void {
   process.stdout.write(line + "\n");
 }
 
-async function cmdDoctor(): Promise<number> {
+async function cmdDoctor(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { quiet: { type: "boolean" } } });
   const report = await doctor();
-  out(formatDoctor(report));
+  if (!values.quiet) out(formatDoctor(report));
   return report.ready ? 0 : 2;
 }
 
@@ -155,11 +161,37 @@ async function cmdImage(args: string[]): Promise<number> {
   }
 }
 
+async function cmdDisk(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { format: { type: "string" } } });
+  switch (sub) {
+    case "create": {
+      const [path, size] = positionals;
+      if (!path || size === undefined) throw new UsageError("vmlab disk create needs a path and a size", { hint: "vmlab disk create scratch.qcow2 8G" });
+      const format = values.format ?? (path.endsWith(".raw") || path.endsWith(".img") ? "raw" : "qcow2");
+      if (format !== "raw" && format !== "qcow2") throw new UsageError(`unknown disk format "${format}"`, { hint: "use --format qcow2 or --format raw" });
+      await createImage(path, { format, size });
+      out(`created ${format} disk ${path} of ${formatSize(parseSize(size))}`);
+      return 0;
+    }
+    case "info": {
+      if (!positionals[0]) throw new UsageError("vmlab disk info needs a path");
+      const i = await imageInfo(positionals[0]);
+      out(`${i.filename}: ${i.format}, virtual ${formatSize(i.virtualSize)} (${i.virtualSize} bytes), on disk ${i.actualSize} bytes`);
+      if (i.backingFilename) out(`  backing file: ${i.backingFilename} (${i.backingFormat ?? "?"})`);
+      for (const sn of i.snapshots) out(`  snapshot ${sn.id} ${sn.name}`);
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown disk command "${sub ?? ""}"`, { hint: "vmlab disk create|info" });
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...args] = argv;
   switch (cmd) {
     case "doctor":
-      return cmdDoctor();
+      return cmdDoctor(args);
     case "setup":
       return cmdSetup(args);
     case "list":
@@ -168,6 +200,8 @@ async function main(argv: string[]): Promise<number> {
       return cmdRun(args);
     case "image":
       return cmdImage(args);
+    case "disk":
+      return cmdDisk(args);
     case undefined:
     case "help":
     case "--help":

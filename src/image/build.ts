@@ -79,7 +79,15 @@ export function provisionScript(recipe: ImageRecipe): string {
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 # No udev runs here: tell LVM not to wait for it.
 export DM_DISABLE_UDEV=1
+# Run from a copy in /run so the image keeps no trace of provisioning and
+# nothing holds a file open on / when it is remounted read-only at the end.
+if [ "$0" != /run/vmlab-provision ]; then
+  mount -t tmpfs tmpfs /run 2>/dev/null || true
+  cp "$0" /run/vmlab-provision
+  exec /bin/sh /run/vmlab-provision
+fi
 finish() {
+  set +e
   sync
   umount /boot 2>/dev/null
   mount -o remount,ro / 2>/dev/null
@@ -97,6 +105,7 @@ mount /boot
 ${lvm}
 grub-install --target=i386-pc /dev/sda
 update-grub
+mount -o remount,rw /
 rm -f /usr/local/sbin/vmlab-provision
 trap - EXIT
 finish VMLAB-PROVISION-OK
@@ -209,18 +218,20 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
         kernel: {
           path: join(bootSrc, `vmlinuz-${kver}`),
           initrd: join(bootSrc, `initrd.img-${kver}`),
-          append: `root=LABEL=${rootPart.fs!.label} rw init=/usr/local/sbin/vmlab-provision ${recipe.kernelCmdline}`,
+          // panic=-1: a failed provisioning reboots at once, and -no-reboot turns that into an exit.
+          append: `root=LABEL=${rootPart.fs!.label} rw init=/usr/local/sbin/vmlab-provision panic=-1 ${recipe.kernelCmdline}`,
         },
       });
       try {
         await m.start();
-        const deadline = Date.now() + 10 * 60_000;
+        const deadline = Date.now() + 5 * 60_000;
         while (m.running && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
       } finally {
         await m.kill();
       }
       const log = await m.consoleSince(0);
-      if (!log.includes("VMLAB-PROVISION-OK")) {
+      // The marker alone on a line: `set -x` also echoes the command that prints it.
+      if (!/^VMLAB-PROVISION-OK\r?$/m.test(log)) {
         throw new VmlabError(`provisioning boot of image ${recipe.name} failed`, {
           where: `direct kernel boot, console log ${m.serialLog}`,
           output: await m.consoleTail(40),
@@ -258,8 +269,10 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
     await appendFile(join(finalDir, "provision.console.log"), "");
     return { name: recipe.name, hash, dir: finalDir, disk: join(finalDir, "disk.qcow2"), meta };
   } catch (err) {
-    // Keep nothing half-built in the cache, but leave the console log where the error says.
-    await rm(tree, { recursive: true, force: true });
+    // Keep nothing half-built in the cache but the console log the error points at.
+    for (const f of await readdir(work)) {
+      if (!f.endsWith(".console.log")) await rm(join(work, f), { recursive: true, force: true });
+    }
     throw err;
   }
 }

@@ -26,7 +26,8 @@ export async function run(
   opts: Options & { hint?: string } = {},
 ): Promise<RunResult> {
   const { hint, ...execaOpts } = opts;
-  const r = await execa(file, args, { reject: false, ...execaOpts, stdin: execaOpts.stdin ?? "ignore" } as Options);
+  const stdin = execaOpts.input !== undefined ? undefined : (execaOpts.stdin ?? "ignore");
+  const r = await execa(file, args, { reject: false, ...execaOpts, stdin } as Options);
   const out = { stdout: String(r.stdout ?? ""), stderr: String(r.stderr ?? ""), exitCode: r.exitCode ?? -1 };
   if (r.failed || out.exitCode !== 0) {
     const why = r.exitCode === undefined ? (r.signal ? `killed by ${r.signal}` : r.shortMessage) : `exit code ${r.exitCode}`;

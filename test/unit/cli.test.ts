@@ -1,0 +1,88 @@
+/**
+ * Bad input to the real `vmlab` command line: a clear message, exit code 2,
+ * and nothing changed (no report directory, no disk file, no QEMU).
+ */
+import { existsSync, mkdirSync, readdirSync, symlinkSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dir, type DirectoryResult } from "tmp-promise";
+import { findTool } from "../../src/host/tools.ts";
+import { projectRoot } from "../../src/paths.ts";
+import { vmlab } from "../vm/helpers.ts";
+
+let tmp: DirectoryResult;
+beforeAll(async () => {
+  tmp = await dir({ unsafeCleanup: true });
+});
+afterAll(async () => {
+  await tmp.cleanup();
+});
+
+describe("vmlab command line: bad input", () => {
+  it("unknown scenario name: exit 2, says so, writes no report", async () => {
+    const reports = join(tmp.path, "r1");
+    const r = await vmlab(["run", "root-to-lvn", "--report-dir", reports]);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toContain('unknown scenario "root-to-lvn"');
+    expect(r.stderr).toContain("vmlab list");
+    expect(existsSync(reports)).toBe(false);
+  });
+
+  it("a scenario file that throws: exit 2 with the file and the error", async () => {
+    const reports = join(tmp.path, "r2");
+    const file = join(projectRoot, "test/fixtures/scenarios/throws.ts");
+    const r = await vmlab(["run", file, "--report-dir", reports]);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toContain(`scenario file ${file} failed to load`);
+    expect(r.stderr).toContain("deliberate error while loading the scenario");
+    expect(existsSync(reports)).toBe(false);
+  });
+
+  it("a bad size string: exit 2, names the input, creates no file", async () => {
+    for (const size of ["8Gb", "-1G", ""]) {
+      const path = join(tmp.path, `bad-${size || "empty"}.qcow2`);
+      // "--" so that "-1G" reaches the size parser instead of being read as a flag.
+      const r = await vmlab(["disk", "create", "--", path, size]);
+      expect(r.exitCode, r.stderr).toBe(2);
+      expect(r.stderr).toContain(`"${size}"`);
+      expect(existsSync(path)).toBe(false);
+    }
+    const ok = join(tmp.path, "good.qcow2");
+    const r = await vmlab(["disk", "create", ok, "200M"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toContain("200M");
+  });
+
+  it("qemu-system-x86_64 missing from PATH: run and doctor exit 2 and name the Debian package", async () => {
+    // A PATH with every tool the lab uses except qemu-system-x86_64.
+    const bin = join(tmp.path, "bin");
+    mkdirSync(bin);
+    for (const t of ["node", "qemu-img", "mmdebstrap", "sfdisk", "mke2fs", "mkfs.ext2", "mkfs.ext3", "mkfs.ext4", "e2fsck", "ssh", "ssh-keygen", "pgrep"]) {
+      const p = findTool(t);
+      if (p) symlinkSync(p, join(bin, t));
+    }
+    const reports = join(tmp.path, "r3");
+    const env = { PATH: bin, VMLAB_QEMU: "" };
+    const run = await vmlab(["run", "root-to-lvm", "--report-dir", reports], env);
+    expect(run.exitCode, run.stderr).toBe(2);
+    expect(run.stderr).toContain("qemu-system-x86_64");
+    expect(run.stderr).toContain("qemu-system-x86");
+    expect(existsSync(reports)).toBe(false);
+    const doc = await vmlab(["doctor"], env);
+    expect(doc.exitCode).toBe(2);
+    expect(doc.stdout).toContain("qemu-system-x86");
+  });
+
+  it("an unknown command or flag: exit 2", async () => {
+    expect((await vmlab(["frobnicate"])).exitCode).toBe(2);
+    expect((await vmlab(["run", "--no-such-flag", "root-to-lvm"])).exitCode).toBe(2);
+  });
+
+  it("list shows the flagship scenario and its twin", async () => {
+    const r = await vmlab(["list"]);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/^root-to-lvm\s/m);
+    expect(r.stdout).toMatch(/^root-to-lvm-no-relabel\s/m);
+    expect(readdirSync(join(projectRoot, "scenarios")).length).toBeGreaterThanOrEqual(2);
+  });
+});

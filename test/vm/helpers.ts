@@ -1,0 +1,28 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { execa } from "execa";
+import { join } from "node:path";
+import { projectRoot } from "../../src/paths.ts";
+
+/** sha256 of a file, streamed. */
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest("hex");
+}
+
+/** PIDs of qemu-system processes on this host. */
+export async function qemuPids(): Promise<number[]> {
+  const r = await execa("pgrep", ["-f", "qemu-system"], { reject: false });
+  return String(r.stdout).split("\n").filter(Boolean).map(Number);
+}
+
+/** Run the real `vmlab` command line. */
+export async function vmlab(args: string[], env: NodeJS.ProcessEnv = {}) {
+  return execa("node", [join(projectRoot, "lab/vmlab.mjs"), ...args], {
+    reject: false,
+    env: { ...process.env, CI: "true", ...env },
+    extendEnv: false,
+    stdin: "ignore",
+  });
+}
