@@ -103,9 +103,11 @@ mount -t devtmpfs devtmpfs /dev || true
 mount -o remount,rw /
 mount /boot
 ${lvm}
+# The initramfs is built here, on the guest's own hardware: MODULES=dep
+# needs to see the real root device, which a build chroot cannot.
+update-initramfs -u -k all
 grub-install --target=i386-pc /dev/sda
 update-grub
-mount -o remount,rw /
 rm -f /usr/local/sbin/vmlab-provision
 trap - EXIT
 finish VMLAB-PROVISION-OK
@@ -143,6 +145,12 @@ async function customizeTree(tree: string, recipe: ImageRecipe, publicKey: strin
   await writeFile(join(tree, "etc/systemd/network/10-lab.network"), "[Match]\nName=eth0 en*\n\n[Network]\nDHCP=ipv4\n");
   await writeFile(join(tree, "etc/ssh/sshd_config.d/vmlab.conf"), "PermitRootLogin prohibit-password\nUseDNS no\n");
   await writeFile(join(tree, "usr/local/sbin/vmlab-provision"), provisionScript(recipe), { mode: 0o755 });
+  for (const [k, v] of Object.entries(recipe.initramfs)) {
+    await run("sed", ["-i", `s/^${k}=.*/${k}=${v}/`, join(tree, "etc/initramfs-tools/initramfs.conf")]);
+  }
+  if (recipe.blacklistModules.length) {
+    await writeFile(join(tree, "etc/modprobe.d/vmlab.conf"), recipe.blacklistModules.map((m) => `blacklist ${m}\n`).join(""));
+  }
   await run("chroot", [tree, "sh", "-c", `echo 'root:${CONSOLE_ROOT_PASSWORD}' | chpasswd`]);
   await run("systemctl", ["--root", tree, "enable", "systemd-networkd.service"]);
   if (recipe.maskUnits.length) await run("systemctl", ["--root", tree, "mask", ...recipe.maskUnits]);

@@ -29,6 +29,10 @@ export interface ImageRecipe {
   kernelCmdline: string;
   /** systemd units masked in the image because a lab guest never needs them. */
   maskUnits: string[];
+  /** Settings for /etc/initramfs-tools/initramfs.conf, e.g. MODULES and COMPRESS. */
+  initramfs: Record<string, string>;
+  /** Kernel modules the guest never loads (e.g. nested KVM under an emulated CPU). */
+  blacklistModules: string[];
 }
 
 export function recipe(r: ImageRecipe): ImageRecipe {

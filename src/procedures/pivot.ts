@@ -21,7 +21,18 @@ export const WRITERS_CMD =
 export interface Quiesced {
   /** Units stopped so that `/` could go read-only; started again on the new root. */
   stopped: string[];
+  /** journald was told to write to /run instead of /var/log/journal. */
+  journalRelinquished?: boolean;
 }
+
+/**
+ * Writers that are not stopped but asked to let go. journald is socket
+ * activated and comes straight back when stopped; `journalctl --relinquish-var`
+ * moves its writing to /run, as systemd itself does before shutdown.
+ */
+const LET_GO: Record<string, string> = {
+  "systemd-journald.service": "journalctl --relinquish-var",
+};
 
 /**
  * Runbook step 3: find processes with write-open or deleted files on `/`
@@ -29,6 +40,7 @@ export interface Quiesced {
  */
 export async function stopRootWriters(vm: Machine, log: Log): Promise<Quiesced> {
   const stopped: string[] = [];
+  let journalRelinquished = false;
   for (let round = 0; round < 3; round++) {
     const pids = (await vm.succeed(WRITERS_CMD)).split("\n").filter(Boolean);
     if (pids.length === 0) break;
@@ -37,12 +49,18 @@ export async function stopRootWriters(vm: Machine, log: Log): Promise<Quiesced> 
       const unit = (await vm.run(`ps -o unit= -p ${pid}`)).stdout.trim();
       if (unit && !KEEP_RUNNING.test(unit)) units.add(unit);
     }
-    if (units.size === 0) break;
+    for (const [unit, cmd] of Object.entries(LET_GO)) {
+      if (!units.delete(unit)) continue;
+      log(`${unit} writes on /: ${cmd}`);
+      await vm.succeed(cmd);
+      if (unit === "systemd-journald.service") journalRelinquished = true;
+    }
+    if (units.size === 0) continue;
     log(`stopping writers on /: ${[...units].join(", ")}`);
     await vm.succeed(`systemctl stop ${[...units].join(" ")}`);
     stopped.push(...units);
   }
-  return { stopped };
+  return { stopped, journalRelinquished };
 }
 
 /**
@@ -55,6 +73,7 @@ export async function remountRootReadOnly(vm: Machine, q: Quiesced): Promise<voi
   if (r.exitCode === 0) return;
   const holders = (await vm.run("lsof -n -w / 2>/dev/null | awk 'NR==1 || $4 ~ /^[0-9]+[uUwW]/'")).stdout;
   if (q.stopped.length) await vm.run(`systemctl start ${q.stopped.join(" ")}`);
+  if (q.journalRelinquished) await vm.run("journalctl --flush");
   throw new VmlabError("`/` could not be remounted read-only: it is busy", {
     output: `${r.stdout}${r.stderr}\nprocesses with files open for writing on /:\n${holders}`,
     hint: "stop the processes listed above (the runbook's step 3), then try again; nothing was changed",
@@ -75,6 +94,8 @@ mkdir -p ${NEW_ROOT}${OLD_ROOT} 2>/dev/null || true
 mount --make-rprivate /
 cd ${NEW_ROOT}
 pivot_root . ${OLD_ROOT.slice(1)}
+# /proc first: the loop below reads the mount table from it.
+mount --move ${OLD_ROOT}/proc /proc
 # Move every mount that came along under the old root back to its place,
 # parents first (a prefix sorts before its children).
 while m=$(awk '$5 ~ "^${OLD_ROOT}/" {print $5}' /proc/self/mountinfo | sort | head -n 1); [ -n "$m" ]; do
@@ -95,6 +116,7 @@ export async function restartOnNewRoot(vm: Machine, q: Quiesced, log: Log): Prom
   const again = (await vm.succeed("findmnt -no SOURCE /")).trim();
   log(`new SSH session works; / is ${again}`);
   if (q.stopped.length) await vm.succeed(`systemctl start ${q.stopped.join(" ")}`);
+  if (q.journalRelinquished) await vm.succeed("journalctl --flush");
   // Everything else still running from the old root gets restarted too.
   const units = await unitsUsing(vm, OLD_ROOT);
   if (units.length) {
