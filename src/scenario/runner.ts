@@ -8,6 +8,7 @@ import { ensureImage, type BuiltImage } from "../image/build.ts";
 import { labKey } from "../image/keys.ts";
 import { defaultReportsDir } from "../paths.ts";
 import { expectBoot, Machine } from "../vm/machine.ts";
+import { DEFAULT_PROFILE, ensureWarmState } from "../vm/warm.ts";
 import { DataSet } from "./dataset.ts";
 import { loadRecipe } from "./registry.ts";
 import { junitXml } from "./report.ts";
@@ -83,8 +84,15 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     report.accel = { accel: accel.accel, reason: accel.reason };
     const { privateKey } = await labKey();
     const overlay = join(runDir, "sda.qcow2");
-    await createOverlay(overlay, image.disk, { backingFormat: "qcow2" });
+    const cold = s.coldStart || process.env.VMLAB_WARM === "0";
+    const warm = cold
+      ? undefined
+      : await step("warm state", () => ensureWarmState(image!, DEFAULT_PROFILE, accel, privateKey, log));
+    await createOverlay(overlay, warm?.disk ?? image.disk, { backingFormat: "qcow2" });
     const vm = new Machine({
+      incomingState: warm?.state,
+      memoryMiB: DEFAULT_PROFILE.memoryMiB,
+      smp: DEFAULT_PROFILE.smp,
       name: "vm",
       runDir,
       disks: [{ path: overlay, format: "qcow2", id: "sda" }],
@@ -99,10 +107,10 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     });
     machines.push(vm);
     report.consoleLogs.push(vm.serialLog);
-    await step("boot from disk", async () => {
-      const boot = await vm.boot();
+    await step(warm ? "start from the saved state" : "boot from disk", async () => {
+      const boot = warm ? await vm.resume() : await vm.boot();
       await expectBoot(vm, boot, "ssh");
-      log(`booted via ${boot.via} in ${(boot.durationMs / 1000).toFixed(1)} s`);
+      log(`up via ${boot.via} in ${(boot.durationMs / 1000).toFixed(1)} s`);
     });
     const data = new DataSet();
     if (s.seedData !== false) await step("seed data set", async () => log(`${Object.keys(await data.seed(vm)).length} entries`));

@@ -34,6 +34,11 @@ export interface Scenario {
   kind?: "rehearsal" | "twin";
   /** Seed the data set before `run` (default true). */
   seedData?: boolean;
+  /**
+   * Boot the first time through the firmware instead of resuming the saved
+   * warm state. Only for scenarios whose first boot is the thing under test.
+   */
+  coldStart?: boolean;
   run(ctx: ScenarioContext): Promise<void>;
 }
 

@@ -9,7 +9,8 @@ import { QmpClient } from "./qmp.ts";
 import { registerPid, unregisterPid } from "./reaper.ts";
 import { formatResult, sshRun, SshCommandError, SSH_CONNECTION_FAILED, type SshResult, type SshTarget } from "./ssh.ts";
 
-export type BootVia = "firmware" | "direct-kernel";
+/** How a machine came up: through the firmware, by direct kernel boot, or resumed from a saved running state. */
+export type BootVia = "firmware" | "direct-kernel" | "saved-state";
 
 /** One boot of a machine, as the report records it. */
 export interface BootRecord {
@@ -38,6 +39,8 @@ export interface MachineOptions {
   kernel?: QemuConfig["kernel"];
   noReboot?: boolean;
   network?: boolean;
+  /** Resume this saved running state (see src/vm/warm.ts) instead of booting. */
+  incomingState?: string;
   qemuBinary?: string;
   /** Called with each boot as it is classified, and with progress lines. */
   onEvent?: (e: MachineEvent) => void;
@@ -126,6 +129,7 @@ export class Machine {
       sshPort: this.opts.network === false ? undefined : this.sshPort,
       kernel: this.opts.kernel,
       noReboot: this.opts.noReboot,
+      incomingFile: this.opts.incomingState,
     };
   }
 
@@ -259,6 +263,70 @@ export class Machine {
     const from = await this.logOffset();
     await this.start();
     return this.waitForBoot(from, { reason: "start", ...opts });
+  }
+
+  /**
+   * Start from the saved running state: no firmware, no kernel boot. The guest
+   * clock is set from the host's, since the guest wakes up believing it is
+   * still the moment the state was saved.
+   */
+  async resume(opts: { timeoutMs?: number } = {}): Promise<BootRecord> {
+    if (!this.opts.incomingState) throw new VmlabError(`machine ${this.opts.name} has no saved state to resume`);
+    const from = await this.logOffset();
+    const started = Date.now();
+    await this.start();
+    const deadline = started + (opts.timeoutMs ?? 120_000);
+    // The state was saved paused; once it is loaded, let the guest run.
+    for (;;) {
+      const st = await this.qmpExecute<{ status: string }>("query-status");
+      if (st.status === "running") break;
+      if (st.status !== "inmigrate") {
+        await this.qmpExecute("cont");
+        break;
+      }
+      if (Date.now() > deadline) break;
+      await sleep(20);
+    }
+    let answered = false;
+    while (!answered && Date.now() < deadline && !this.exited) {
+      const r = await sshRun(this.ssh, `date -u -s @${(Date.now() / 1000).toFixed(3)} >/dev/null`, { timeoutMs: 10_000, connectTimeoutS: 5 });
+      answered = r.exitCode === 0;
+      if (!answered) await sleep(100);
+    }
+    const text = await this.consoleSince(from);
+    const c = answered ? classifyBoot(text, { sshAnswered: true }) : classifyBoot(text, { timedOut: true });
+    if (!answered && this.exited) c.evidence.push(`QEMU exited: ${this.exitInfo}`);
+    const boot: BootRecord = {
+      via: "saved-state",
+      outcome: answered ? "ssh" : c.outcome,
+      detail: c.detail,
+      evidence: answered ? ["sshd answered after resuming the saved state"] : c.evidence,
+      reached: { firmware: false, grub: false, kernel: false, initramfs: false, userspace: answered },
+      durationMs: Date.now() - started,
+      log: { file: this.serialLog, from, to: await this.logOffset() },
+      reason: "resume",
+    };
+    this.boots.push(boot);
+    this.emit({ type: "boot", boot });
+    return boot;
+  }
+
+  /**
+   * Save the running state to a file (QMP stop + migrate) and quit. The disk
+   * must be kept exactly as it is now for the state to be resumed later.
+   */
+  async saveState(file: string): Promise<void> {
+    await this.qmpExecute("stop");
+    await this.qmpExecute("migrate", { uri: `exec:cat > '${file.replace(/'/g, `'\\''`)}'` });
+    for (;;) {
+      const m = await this.qmpExecute<{ status?: string; "error-desc"?: string }>("query-migrate");
+      if (m.status === "completed") break;
+      if (m.status === "failed" || m.status === "cancelled") {
+        throw new VmlabError(`saving the state of ${this.opts.name} failed: ${m["error-desc"] ?? m.status}`, { where: file });
+      }
+      await sleep(100);
+    }
+    await this.powerCut();
   }
 
   /** Run a command over a new SSH connection; never throws for a non-zero exit. */

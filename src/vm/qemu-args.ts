@@ -26,7 +26,7 @@ export interface QemuConfig {
   kernel?: { path: string; initrd?: string; append: string };
   /** Exit QEMU instead of resetting when the guest reboots. */
   noReboot?: boolean;
-  /** Start paused, waiting for a saved state on this file (`-incoming exec:`). */
+  /** Resume a saved running state from this file instead of booting (`-incoming exec:`). */
   incomingFile?: string;
 }
 
@@ -44,6 +44,9 @@ export function buildQemuArgs(c: QemuConfig): string[] {
     "-chardev", `socket,id=ser0,path=${c.serialSocket},server=on,wait=off,logfile=${c.serialLog},logappend=on`,
     "-serial", "chardev:ser0",
     "-qmp", `unix:${c.qmpSocket},server=on,wait=off`,
+    // A new generation ID at every start: a guest resumed from a saved state
+    // reseeds its random number generator instead of repeating the saver's.
+    "-device", "vmgenid,guid=auto",
   ];
   if (c.disks.length > 0) {
     args.push("-device", "virtio-scsi-pci,id=scsi0");
@@ -67,6 +70,6 @@ export function buildQemuArgs(c: QemuConfig): string[] {
     if (c.kernel.initrd) args.push("-initrd", c.kernel.initrd);
   }
   if (c.noReboot) args.push("-no-reboot");
-  if (c.incomingFile) args.push("-incoming", `exec:cat ${c.incomingFile}`);
+  if (c.incomingFile) args.push("-incoming", `exec:cat '${c.incomingFile.replace(/'/g, `'\\''`)}'`);
   return args;
 }

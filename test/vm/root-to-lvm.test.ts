@@ -35,9 +35,9 @@ describe("root-to-lvm on a real guest", () => {
     const report = await onlyReport(reports, "root-to-lvm");
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(report.verdict).toBe("pass");
-    // First boot from the image, then the reboot after the migration, both through SeaBIOS and GRUB.
+    // Started from the saved warm state; the reboot after the migration went through SeaBIOS, GRUB and the initramfs.
     expect(report.boots.map((b) => [b.reason, b.via, b.outcome])).toEqual([
-      ["start", "firmware", "ssh"],
+      ["resume", "saved-state", "ssh"],
       ["reboot", "firmware", "ssh"],
     ]);
     expect(report.boots[1]!.reached).toMatchObject({ firmware: true, grub: true, kernel: true, initramfs: true });

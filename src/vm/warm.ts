@@ -1,0 +1,139 @@
+/**
+ * Warm starts: boot a base image once per hardware profile, save the running
+ * state next to the image cache, and start later machines from it in about a
+ * second instead of a cold boot through firmware.
+ *
+ * A saved state is a pair, both read-only once made:
+ *   disk.qcow2  a frozen overlay over the base image, exactly as the guest left it;
+ *   state.bin   QEMU's migration stream of the running guest.
+ * Each run puts its own overlay on disk.qcow2 and resumes state.bin, so runs in
+ * parallel share both files and never write them.
+ */
+import { createHash } from "node:crypto";
+import { existsSync, statSync } from "node:fs";
+import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { execa } from "execa";
+import { VmlabError } from "../errors.ts";
+import { createOverlay } from "../disk/qemu-img.ts";
+import type { AccelChoice } from "../host/kvm.ts";
+import type { BuiltImage } from "../image/build.ts";
+import { cacheDir } from "../paths.ts";
+import { expectBoot, Machine } from "./machine.ts";
+
+/** What must match between the saving machine and every machine that resumes it. */
+export interface HardwareProfile {
+  memoryMiB: number;
+  smp: number;
+  /** Number of disks: the state holds the guest's view of its devices. */
+  disks: number;
+}
+
+export const DEFAULT_PROFILE: HardwareProfile = { memoryMiB: 1024, smp: 2, disks: 1 };
+
+/** Bump when the way states are made changes. */
+const WARM_VERSION = 1;
+
+export interface WarmState {
+  dir: string;
+  disk: string;
+  state: string;
+  key: string;
+  meta: { image: string; imageHash: string; profile: HardwareProfile; qemu: string; accel: string; savedAt: string; saveMs: number };
+}
+
+let qemuVersionCache: string | undefined;
+async function qemuVersion(): Promise<string> {
+  if (!qemuVersionCache) {
+    const bin = process.env.VMLAB_QEMU || "qemu-system-x86_64";
+    qemuVersionCache = String((await execa(bin, ["--version"])).stdout).split("\n")[0]!.trim();
+  }
+  return qemuVersionCache;
+}
+
+/** A state is rebuilt when the image, the profile, the accelerator or the QEMU version changes. */
+export async function warmKey(image: BuiltImage, profile: HardwareProfile, accel: AccelChoice): Promise<string> {
+  const h = createHash("sha256");
+  h.update(JSON.stringify({ WARM_VERSION, image: image.hash, profile, accel: [accel.accel, accel.cpu], qemu: await qemuVersion() }));
+  return h.digest("hex").slice(0, 16);
+}
+
+export function statesDir(): string {
+  return join(cacheDir(), "states");
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The saved state for this image and profile, made on first use. Parallel
+ * callers wait for the one that makes it (a lock directory), then share it.
+ */
+export async function ensureWarmState(
+  image: BuiltImage,
+  profile: HardwareProfile,
+  accel: AccelChoice,
+  sshKey: string,
+  log: (m: string) => void = () => undefined,
+): Promise<WarmState> {
+  const key = await warmKey(image, profile, accel);
+  const dir = join(statesDir(), `${image.name}-${key}`);
+  const metaPath = join(dir, "meta.json");
+  const lock = `${dir}.lock`;
+  await mkdir(statesDir(), { recursive: true });
+  for (;;) {
+    if (existsSync(metaPath)) {
+      return { dir, disk: join(dir, "disk.qcow2"), state: join(dir, "state.bin"), key, meta: JSON.parse(await readFile(metaPath, "utf8")) };
+    }
+    try {
+      await mkdir(lock);
+      break;
+    } catch {
+      // Someone else is saving this state; a lock older than 15 minutes is from a process that died.
+      const held = statSync(lock, { throwIfNoEntry: false });
+      if (held && Date.now() - held.mtimeMs > 15 * 60_000) await rm(lock, { recursive: true, force: true });
+      await sleep(500);
+    }
+  }
+  const work = `${dir}.tmp-${process.pid}`;
+  try {
+    await rm(work, { recursive: true, force: true });
+    await mkdir(work, { recursive: true });
+    log(`saving a warm state of ${image.name} (one cold boot, reused by later runs)`);
+    const t = Date.now();
+    const disk = join(work, "disk.qcow2");
+    await createOverlay(disk, image.disk, { backingFormat: "qcow2" });
+    const m = new Machine({ name: "warm", runDir: work, disks: [{ path: disk, format: "qcow2", id: "sda" }], accel, sshKey, memoryMiB: profile.memoryMiB, smp: profile.smp });
+    try {
+      const boot = await m.boot();
+      await expectBoot(m, boot, "ssh");
+      // Settle: let boot-time jobs finish, flush the disk, and drop caches so the state is small.
+      await m.succeed("systemctl is-system-running --wait >/dev/null 2>&1; sync; echo 3 > /proc/sys/vm/drop_caches");
+      await m.saveState(join(work, "state.bin"));
+    } finally {
+      await m.kill();
+    }
+    await rm(join(work, "warm.qmp.sock"), { force: true });
+    await rm(join(work, "warm.serial.sock"), { force: true });
+    await chmod(disk, 0o444);
+    await chmod(join(work, "state.bin"), 0o444);
+    const meta: WarmState["meta"] = {
+      image: image.name,
+      imageHash: image.hash,
+      profile,
+      qemu: await qemuVersion(),
+      accel: accel.accel,
+      savedAt: new Date().toISOString(),
+      saveMs: Date.now() - t,
+    };
+    await writeFile(join(work, "meta.json"), JSON.stringify(meta, null, 2) + "\n");
+    await rm(dir, { recursive: true, force: true });
+    await rename(work, dir);
+    log(`warm state saved in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    return { dir, disk: join(dir, "disk.qcow2"), state: join(dir, "state.bin"), key, meta };
+  } catch (err) {
+    await rm(work, { recursive: true, force: true });
+    throw err instanceof VmlabError ? err : new VmlabError(`could not save a warm state of ${image.name}`, { cause: err, output: String(err) });
+  } finally {
+    await rm(lock, { recursive: true, force: true });
+  }
+}
