@@ -4,6 +4,7 @@
  * and calls src/ for everything else.
  */
 import { parseArgs } from "node:util";
+import { availableParallelism, freemem } from "node:os";
 import ora, { type Ora } from "ora";
 import { HostError, UsageError, VmlabError } from "../src/errors.ts";
 import { doctor, formatDoctor } from "../src/host/doctor.ts";
@@ -22,7 +23,8 @@ usage:
   vmlab doctor [--quiet]           check the host: tools, packages, accelerator (KVM or TCG)
   vmlab setup [--dry-run]          install the host packages (as root on Debian/Ubuntu), or print the command
   vmlab list                       list the scenarios
-  vmlab run <name|file> [...]      run scenarios; --report-dir DIR (default ./reports)
+  vmlab run <name|file>... | --all run scenarios; --report-dir DIR (default ./reports),
+                                   --jobs N parallel runs (default from cores and memory)
   vmlab image build <recipe>       build an image (cached by recipe hash); --rebuild forces it
   vmlab image list                 list cached images
   vmlab image rm <recipe>          remove a cached image
@@ -64,8 +66,9 @@ async function cmdList(): Promise<number> {
   return 0;
 }
 
-function renderer(): (e: RunEvent) => void {
-  const interactive = Boolean(process.stderr.isTTY) && !process.env.CI;
+function renderer(parallel = false): (e: RunEvent) => void {
+  // Spinners for one run on a terminal; plain lines for CI logs and parallel runs.
+  const interactive = Boolean(process.stderr.isTTY) && !process.env.CI && !parallel;
   let spinner: Ora | undefined;
   return (e) => {
     switch (e.type) {
@@ -109,25 +112,45 @@ function summarize(r: ScenarioReport): void {
   out(`  report: ${r.runDir}/report.json`);
 }
 
+/** Default parallel runs: a TCG guest keeps two cores busy and wants about 1.5 GiB of host memory. */
+export function defaultJobs(cores = availableParallelism(), memBytes = freemem()): number {
+  return Math.max(1, Math.min(Math.floor(cores / 2), Math.floor(memBytes / (1.5 * 2 ** 30))));
+}
+
 async function cmdRun(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { "report-dir": { type: "string" } },
+    options: { "report-dir": { type: "string" }, jobs: { type: "string", short: "j" }, all: { type: "boolean" } },
   });
-  if (positionals.length === 0) throw new UsageError("vmlab run needs a scenario name or file", { hint: "`vmlab list` shows the scenarios" });
+  const names = values.all ? await scenarioNames() : positionals;
+  if (names.length === 0) throw new UsageError("vmlab run needs a scenario name or file, or --all", { hint: "`vmlab list` shows the scenarios" });
+  const jobs = values.jobs === undefined ? defaultJobs() : Number(values.jobs);
+  if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`bad --jobs "${values.jobs}": use a whole number of 1 or more`);
   // Resolve every scenario and check the host before anything starts.
   const scenarios = [];
-  for (const p of positionals) scenarios.push(await loadScenario(p));
+  for (const p of names) scenarios.push(await loadScenario(p));
   requireTool("qemu-system-x86_64");
   requireTool("qemu-img");
-  let failed = 0;
-  for (const s of scenarios) {
-    const r = await runScenario(s, { reportDir: values["report-dir"], onEvent: renderer() });
-    summarize(r);
-    if (r.verdict !== "pass") failed++;
+  // Build each image once before runs start in parallel.
+  for (const image of new Set(scenarios.map((s) => s.image))) {
+    await ensureImage(await loadRecipe(image), { progress: (m) => process.stderr.write(`image ${image}: ${m}\n`) });
   }
-  return failed ? 1 : 0;
+  const reports: ScenarioReport[] = [];
+  const queue = [...scenarios];
+  const onEvent = renderer(jobs > 1);
+  await Promise.all(
+    Array.from({ length: Math.min(jobs, queue.length) }, async () => {
+      for (let s = queue.shift(); s; s = queue.shift()) {
+        const r = await runScenario(s, { reportDir: values["report-dir"], onEvent });
+        summarize(r);
+        reports.push(r);
+      }
+    }),
+  );
+  const failed = reports.filter((r) => r.verdict !== "pass");
+  if (reports.length > 1) out(`\n${reports.length - failed.length} passed, ${failed.length} failed${failed.length ? `: ${failed.map((r) => r.scenario).join(", ")}` : ""}`);
+  return failed.length ? 1 : 0;
 }
 
 async function cmdImage(args: string[]): Promise<number> {

@@ -47,6 +47,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     facts: {},
     runDir,
     consoleLogs: [],
+    machines: [],
   };
   const machines: Machine[] = [];
   let current: StepRecord | undefined;
@@ -111,6 +112,14 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
       const boot = warm ? await vm.resume() : await vm.boot();
       await expectBoot(vm, boot, "ssh");
       log(`up via ${boot.via} in ${(boot.durationMs / 1000).toFixed(1)} s`);
+    });
+    report.machines.push({
+      name: vm.opts.name,
+      sshPort: vm.sshPort,
+      qmpSocket: vm.qmpSocket,
+      serialSocket: vm.serialSocket,
+      disks: vm.opts.disks.map((d) => d.path),
+      backing: warm?.disk ?? image.disk,
     });
     const data = new DataSet();
     if (s.seedData !== false) await step("seed data set", async () => log(`${Object.keys(await data.seed(vm)).length} entries`));

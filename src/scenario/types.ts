@@ -71,6 +71,8 @@ export interface ScenarioReport {
   error?: { message: string; step?: string; where?: string; output?: string; hint?: string; consoleTail?: string };
   runDir: string;
   consoleLogs: string[];
+  /** What each machine of the run used on the host: no two runs share any of it. */
+  machines: { name: string; sshPort: number; qmpSocket: string; serialSocket: string; disks: string[]; backing?: string }[];
 }
 
 export type RunEvent =

@@ -17,6 +17,7 @@ function report(over: Partial<ScenarioReport>): ScenarioReport {
     facts: {},
     runDir: "/r",
     consoleLogs: [],
+    machines: [],
     ...over,
   };
 }

@@ -11,9 +11,13 @@ import { ensureImage } from "../../src/image/build.ts";
 import { loadRecipe } from "../../src/scenario/registry.ts";
 import type { ScenarioReport } from "../../src/scenario/types.ts";
 import { qemuPids, sha256File, vmlab } from "./helpers.ts";
+import { chooseAccel } from "../../src/host/kvm.ts";
+import { labKey } from "../../src/image/keys.ts";
+import { DEFAULT_PROFILE, ensureWarmState } from "../../src/vm/warm.ts";
 
 let baseDisk = "";
 let baseSum = "";
+let warmDiskSum = "";
 let reports = "";
 
 async function onlyReport(parent: string, scenario: string): Promise<ScenarioReport> {
@@ -26,32 +30,48 @@ beforeAll(async () => {
   const img = await ensureImage(await loadRecipe("debian12-bios"));
   baseDisk = img.disk;
   baseSum = await sha256File(baseDisk);
+  const warm = await ensureWarmState(img, DEFAULT_PROFILE, await chooseAccel(), (await labKey()).privateKey);
+  warmDiskSum = await sha256File(warm.disk);
   reports = (await dir({ unsafeCleanup: true })).path;
 });
 
 describe("root-to-lvm on a real guest", () => {
-  it("moves / into sys-root, boots it through firmware, and keeps the data", async () => {
-    const r = await vmlab(["run", "root-to-lvm", "--report-dir", reports]);
-    const report = await onlyReport(reports, "root-to-lvm");
+  it("two runs at once: each moves / into sys-root, boots it through firmware, keeps the data, and shares nothing with the other", async () => {
+    const r = await vmlab(["run", "--jobs", "2", "root-to-lvm", "root-to-lvm", "--report-dir", reports]);
+    const runs = (await readdir(reports)).filter((d) => d.startsWith("root-to-lvm-2"));
+    expect(runs).toHaveLength(2);
+    const both: ScenarioReport[] = await Promise.all(runs.map(async (d) => JSON.parse(await readFile(join(reports, d, "report.json"), "utf8"))));
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
-    expect(report.verdict).toBe("pass");
-    // Started from the saved warm state; the reboot after the migration went through SeaBIOS, GRUB and the initramfs.
-    expect(report.boots.map((b) => [b.reason, b.via, b.outcome])).toEqual([
-      ["resume", "saved-state", "ssh"],
-      ["reboot", "firmware", "ssh"],
-    ]);
-    expect(report.boots[1]!.reached).toMatchObject({ firmware: true, grub: true, kernel: true, initramfs: true });
-    const root = report.facts.root as { device: string; fstype: string; sizeBytes: number };
-    expect(root.device).toBe("/dev/mapper/sys-root");
-    expect(root.fstype).toBe("ext3");
-    expect(root.sizeBytes / 2 ** 30).toBeGreaterThan(2.8);
-    const data = report.facts.data as { intact: boolean; files: number };
-    expect(data.intact).toBe(true);
-    expect(data.files).toBeGreaterThan(200);
-    const junit = await readFile(join(report.runDir, "junit.xml"), "utf8");
-    expect(junit).toContain('<testsuite name="root-to-lvm"');
-    expect(junit).not.toContain("<failure");
-    expect(await readFile(report.consoleLogs[0]!, "utf8")).toContain("GRUB");
+    for (const report of both) {
+      expect(report.verdict).toBe("pass");
+      // Started from the saved warm state; the reboot after the migration went through SeaBIOS, GRUB and the initramfs.
+      expect(report.boots.map((b) => [b.reason, b.via, b.outcome])).toEqual([
+        ["resume", "saved-state", "ssh"],
+        ["reboot", "firmware", "ssh"],
+      ]);
+      expect(report.boots[1]!.reached).toMatchObject({ firmware: true, grub: true, kernel: true, initramfs: true });
+      const root = report.facts.root as { device: string; fstype: string; sizeBytes: number };
+      expect(root.device).toBe("/dev/mapper/sys-root");
+      expect(root.fstype).toBe("ext3");
+      expect(root.sizeBytes / 2 ** 30).toBeGreaterThan(2.8);
+      const data = report.facts.data as { intact: boolean; files: number };
+      expect(data.intact).toBe(true);
+      expect(data.files).toBeGreaterThan(200);
+      const junit = await readFile(join(report.runDir, "junit.xml"), "utf8");
+      expect(junit).toContain('<testsuite name="root-to-lvm"');
+      expect(junit).not.toContain("<failure");
+      expect(await readFile(report.consoleLogs[0]!, "utf8")).toContain("GRUB");
+    }
+    // Isolation: no port, socket, overlay or report directory in common.
+    const [a, b] = both.map((x) => x.machines[0]!);
+    expect(a!.sshPort).not.toBe(b!.sshPort);
+    expect(a!.qmpSocket).not.toBe(b!.qmpSocket);
+    expect(a!.serialSocket).not.toBe(b!.serialSocket);
+    expect(a!.disks).not.toEqual(b!.disks);
+    expect(both[0]!.runDir).not.toBe(both[1]!.runDir);
+    // Both overlays sat on the same shared, read-only saved state.
+    expect(a!.backing).toBe(b!.backing);
+    expect(await sha256File(a!.backing!)).toBe(warmDiskSum);
   });
 
   it("twin without relabelling the old root: the lab sees the machine come back on the old root", async () => {
