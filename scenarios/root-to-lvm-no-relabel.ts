@@ -1,18 +1,21 @@
 import { scenario } from "../src/scenario/types.ts";
-import { VmlabError } from "../src/errors.ts";
-import { rootInfo } from "../src/procedures/pivot.ts";
+import { rootIdentity, rootInfo } from "../src/procedures/pivot.ts";
 import { MARKER, rootToLvm } from "../src/procedures/root-to-lvm.ts";
+import { VmlabError } from "../src/errors.ts";
 
 /**
  * Negative twin of root-to-lvm: the admin forgets to relabel the old root.
- * dd copied the filesystem UUID and LABEL, so two filesystems now answer to
- * root=UUID=... and LABEL=root. The lab must see the machine come back on the
- * OLD root, with everything written after the migration gone. The twin passes
- * only when the lab observes that failure.
+ * dd copied the filesystem's UUID and LABEL, so after the reboot two
+ * filesystems answer to root=UUID=... and to LABEL=root in fstab, and device
+ * discovery order decides which one is mounted as `/`. On Debian 12 the LV
+ * usually wins (it appears last), which hides the mistake until a boot where
+ * it does not. The lab must see it either way: the twin passes only when the
+ * machine came back on the old root, failed to boot, or carries two
+ * filesystems with the root's identity.
  */
 export default scenario({
   name: "root-to-lvm-no-relabel",
-  description: "twin of root-to-lvm that skips relabelling the old root: must be seen booting the old root",
+  description: "twin of root-to-lvm that skips relabelling the old root: the lab must see the duplicate root identity",
   image: "debian12-bios",
   tags: ["lvm", "pivot", "twin"],
   kind: "twin",
@@ -29,14 +32,22 @@ export default scenario({
       }
       const root = await rootInfo(vm);
       const marker = (await vm.run(`test -e ${MARKER}`)).exitCode === 0;
+      const id = await rootIdentity(vm);
       record("root", root);
-      if (root.device === "/dev/mapper/sys-root" && marker) {
-        throw new VmlabError("the machine booted the new root although the old root was not relabelled", {
-          hint: "the twin expects the duplicate UUID to pick the old root; if this is now safe, the twin needs another forgotten step",
-        });
+      record("rootIdentity", id);
+      if (root.device !== "/dev/mapper/sys-root" || !marker) {
+        record("observedFailure", { kind: "old-root", root: root.device, writtenAfterMigration: marker ? "present" : "lost" });
+        log(`booted ${root.device}, the old root; the file written after the migration is ${marker ? "present" : "lost"}`);
+        return;
       }
-      record("observedFailure", { kind: "old-root", root: root.device, writtenAfterMigration: marker ? "present" : "lost" });
-      log(`booted ${root.device}, the old root; the file written after the migration is ${marker ? "present" : "lost"}`);
+      if (id.sameUuid.length > 1 || id.sameLabel.length > 1) {
+        record("observedFailure", { kind: "duplicate-root-identity", root: root.device, sameUuid: id.sameUuid, sameLabel: id.sameLabel });
+        log(`booted ${root.device} this time, but UUID ${id.uuid} is also on ${id.sameUuid.filter((d) => d !== root.device).join(", ")}`);
+        return;
+      }
+      throw new VmlabError("the lab saw nothing wrong although the old root was not relabelled", {
+        hint: "the twin expects the old root to keep the root's UUID and LABEL; check the procedure's skip list",
+      });
     });
   },
 });

@@ -1,6 +1,6 @@
 import { scenario } from "../src/scenario/types.ts";
 import { expectBoot } from "../src/vm/machine.ts";
-import { expectRoot } from "../src/procedures/pivot.ts";
+import { expectRoot, expectUniqueRoot } from "../src/procedures/pivot.ts";
 import { MARKER, rootToLvm } from "../src/procedures/root-to-lvm.ts";
 import { VmlabError } from "../src/errors.ts";
 
@@ -29,6 +29,7 @@ export default scenario({
       if (gib < 2.8 || gib > 3.05) throw new VmlabError(`/ is ${gib.toFixed(2)} GiB, expected about 3 GiB`, { hint: "resize2fs did not grow the copy" });
       await vm.succeed(`test -s ${MARKER}`, { hint: "the file written after the pivot is missing: the old root booted" });
     });
+    await step("verify no other filesystem answers to the root's UUID or LABEL", async () => record("rootIdentity", await expectUniqueRoot(vm)));
     await step("verify the data set", async () => record("data", await data.expectIntact(vm)));
   },
 });

@@ -138,8 +138,4 @@ export function installCommand(pkgs: readonly string[] = labPackages()): string 
   return `apt-get update && apt-get install -y --no-install-recommends ${[...new Set(pkgs)].join(" ")}`;
 }
 
-/** A command line as one string for error messages, quoting arguments the shell would split. */
-export function commandLine(file: string, args: readonly string[]): string {
-  const quote = (a: string) => (a !== "" && /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
-  return [file, ...args].map(quote).join(" ");
-}
+export { commandLine } from "../util/proc.ts";

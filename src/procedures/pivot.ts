@@ -168,3 +168,42 @@ export async function expectRoot(vm: Machine, device: string, fstype: string): P
   }
   return info;
 }
+
+/** Other block devices that carry the same filesystem UUID or LABEL as `/`. */
+export interface RootIdentity {
+  device: string;
+  uuid: string;
+  label: string;
+  /** Every device with the root's UUID (including the root itself). */
+  sameUuid: string[];
+  /** Every device with the root's LABEL (including the root itself). */
+  sameLabel: string[];
+}
+
+/**
+ * After `dd`, the copy and the original share UUID and LABEL until the old
+ * one is relabelled: `root=UUID=...` and `LABEL=root` in fstab then name two
+ * filesystems, and which one a boot mounts is up to device discovery order.
+ */
+export async function rootIdentity(vm: Machine): Promise<RootIdentity> {
+  const out = await vm.succeed(`dev=$(findmnt -no SOURCE /)
+uuid=$(blkid -s UUID -o value "$dev"); label=$(blkid -s LABEL -o value "$dev")
+echo "$dev"; echo "$uuid"; echo "$label"
+blkid -o device -t UUID="$uuid" | sort | tr '\\n' ' '; echo
+[ -n "$label" ] && blkid -o device -t LABEL="$label" | sort | tr '\\n' ' '; echo`);
+  const [device = "", uuid = "", label = "", sameUuid = "", sameLabel = ""] = out.split("\n");
+  const list = (devs: string) => devs.trim().split(/\s+/).filter(Boolean);
+  return { device, uuid, label, sameUuid: list(sameUuid), sameLabel: list(sameLabel) };
+}
+
+/** Throw unless `/` is the only filesystem with its UUID and LABEL. */
+export async function expectUniqueRoot(vm: Machine): Promise<RootIdentity> {
+  const id = await rootIdentity(vm);
+  if (id.sameUuid.length > 1 || id.sameLabel.length > 1) {
+    throw new VmlabError(`/ (${id.device}) shares its identity with another filesystem`, {
+      output: `UUID=${id.uuid}: ${id.sameUuid.join(", ")}\nLABEL=${id.label}: ${id.sameLabel.join(", ")}`,
+      hint: "relabel the old root with a new LABEL and UUID (tune2fs -L oldroot -U random), or the next boot may mount it",
+    });
+  }
+  return id;
+}

@@ -9,7 +9,7 @@ export interface RunResult {
 
 /** Quote one argument for display in a shell-like command line. */
 export function shellQuote(arg: string): string {
-  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+  return arg !== "" && /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
 export function commandLine(file: string, args: readonly string[]): string {
