@@ -242,16 +242,20 @@ export class Machine {
       }
       await sleep(250);
     }
-    const to = await this.logOffset();
+    return this.recordBoot(via, opts.reason ?? "start", classification, started, from);
+  }
+
+  /** Add a boot to the machine's history and tell the listener. */
+  private async recordBoot(via: BootVia, reason: string, c: BootClassification, started: number, from: number): Promise<BootRecord> {
     const boot: BootRecord = {
       via,
-      outcome: classification.outcome,
-      detail: classification.detail,
-      evidence: classification.evidence,
-      reached: classification.reached,
+      outcome: c.outcome,
+      detail: c.detail,
+      evidence: c.evidence,
+      reached: c.reached,
       durationMs: Date.now() - started,
-      log: { file: this.serialLog, from, to },
-      reason: opts.reason ?? "start",
+      log: { file: this.serialLog, from, to: await this.logOffset() },
+      reason,
     };
     this.boots.push(boot);
     this.emit({ type: "boot", boot });
@@ -293,22 +297,12 @@ export class Machine {
       answered = r.exitCode === 0;
       if (!answered) await sleep(100);
     }
-    const text = await this.consoleSince(from);
-    const c = answered ? classifyBoot(text, { sshAnswered: true }) : classifyBoot(text, { timedOut: true });
-    if (!answered && this.exited) c.evidence.push(`QEMU exited: ${this.exitInfo}`);
-    const boot: BootRecord = {
-      via: "saved-state",
-      outcome: answered ? "ssh" : c.outcome,
-      detail: c.detail,
-      evidence: answered ? ["sshd answered after resuming the saved state"] : c.evidence,
-      reached: { firmware: false, grub: false, kernel: false, initramfs: false, userspace: answered },
-      durationMs: Date.now() - started,
-      log: { file: this.serialLog, from, to: await this.logOffset() },
-      reason: "resume",
-    };
-    this.boots.push(boot);
-    this.emit({ type: "boot", boot });
-    return boot;
+    // A resumed guest prints nothing on its console: the outcome comes from SSH alone.
+    const c = classifyBoot(await this.consoleSince(from), answered ? { sshAnswered: true } : { timedOut: true });
+    if (answered) c.evidence = ["sshd answered after resuming the saved state"];
+    else if (this.exited) c.evidence.push(`QEMU exited: ${this.exitInfo}`);
+    c.reached = { firmware: false, grub: false, kernel: false, initramfs: false, userspace: answered };
+    return this.recordBoot("saved-state", "resume", c, started, from);
   }
 
   /**
