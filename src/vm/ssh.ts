@@ -37,8 +37,10 @@ export function sshArgs(t: SshTarget, command: string, connectTimeoutS = 10): st
     "-o", "UserKnownHostsFile=/dev/null",
     "-o", "LogLevel=ERROR",
     "-o", `ConnectTimeout=${connectTimeoutS}`,
-    "-o", "ServerAliveInterval=5",
-    "-o", "ServerAliveCountMax=3",
+    // A TCG guest sharing two cores with another can stall for many seconds:
+    // only call the connection dead after two minutes of silence.
+    "-o", "ServerAliveInterval=10",
+    "-o", "ServerAliveCountMax=12",
     `${t.user}@${t.host}`,
     command,
   ];

@@ -23,7 +23,7 @@ function after(args: string[], flag: string): string[] {
 describe("buildQemuArgs", () => {
   it("puts disks on virtio-scsi in guest order, so the guest sees sda then sdb", () => {
     const args = buildQemuArgs(base);
-    expect(after(args, "-device")[0]).toBe("virtio-scsi-pci,id=scsi0");
+    expect(after(args, "-device")).toContain("virtio-scsi-pci,id=scsi0");
     const devs = after(args, "-device").filter((d) => d.startsWith("scsi-hd"));
     expect(devs).toEqual([
       expect.stringContaining("drive=sda,id=dev-sda,bus=scsi0.0,channel=0,scsi-id=0"),
@@ -63,6 +63,15 @@ describe("buildQemuArgs", () => {
     expect(after(direct, "-initrd")).toEqual(["/i"]);
     expect(after(direct, "-append")).toEqual(["root=LABEL=root"]);
     expect(direct).toContain("-no-reboot");
+  });
+
+  it("gives every start a new VM generation ID, so resumed guests reseed their RNG", () => {
+    expect(after(buildQemuArgs(base), "-device")).toContain("vmgenid,guid=auto");
+  });
+
+  it("resumes a saved state from a file, quoted for the shell QEMU runs it with", () => {
+    expect(buildQemuArgs(base)).not.toContain("-incoming");
+    expect(after(buildQemuArgs({ ...base, incomingFile: "/c/it's/state.bin" }), "-incoming")).toEqual([`exec:cat '/c/it'\\''s/state.bin'`]);
   });
 
   it("marks read-only disks", () => {

@@ -16,6 +16,7 @@ import { rootInfo } from "../../src/procedures/pivot.ts";
 import { loadRecipe } from "../../src/scenario/registry.ts";
 import { Machine } from "../../src/vm/machine.ts";
 import { SshCommandError } from "../../src/vm/ssh.ts";
+import { DEFAULT_PROFILE, ensureWarmState } from "../../src/vm/warm.ts";
 import { qemuPids } from "./helpers.ts";
 
 let tmp: DirectoryResult;
@@ -23,8 +24,8 @@ let image: BuiltImage;
 let key = "";
 const machines: Machine[] = [];
 
-async function machine(name: string, disk: string, format: "qcow2" | "raw" = "qcow2"): Promise<Machine> {
-  const m = new Machine({ name, runDir: tmp.path, disks: [{ path: disk, format, id: "sda" }], accel: await chooseAccel(), sshKey: key });
+async function machine(name: string, disk: string, format: "qcow2" | "raw" = "qcow2", incomingState?: string): Promise<Machine> {
+  const m = new Machine({ name, runDir: tmp.path, disks: [{ path: disk, format, id: "sda" }], accel: await chooseAccel(), sshKey: key, incomingState });
   machines.push(m);
   return m;
 }
@@ -96,10 +97,12 @@ describe("booting real guests", () => {
   });
 
   it("a machine without its initrd is classified as a kernel panic on the root mount", async () => {
+    // Start warm: the boot under test is the reboot.
+    const warm = await ensureWarmState(image, DEFAULT_PROFILE, await chooseAccel(), key);
     const overlay = join(tmp.path, "noinitrd.qcow2");
-    await createOverlay(overlay, image.disk, { backingFormat: "qcow2" });
-    const m = await machine("noinitrd", overlay);
-    expect((await m.boot()).outcome).toBe("ssh");
+    await createOverlay(overlay, warm.disk, { backingFormat: "qcow2" });
+    const m = await machine("noinitrd", overlay, "qcow2", warm.state);
+    expect((await m.resume()).outcome).toBe("ssh");
     await m.succeed("rm -v /boot/initrd.img-* && sync");
     const boot = await m.reboot();
     expect(boot.via).toBe("firmware");
