@@ -71,6 +71,9 @@ export async function freePort(): Promise<number> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** ssh's messages for a connection that failed before the remote command started: safe to try again. */
+const NOT_STARTED = /Connection timed out during banner exchange|kex_exchange_identification|Connection refused|Connection timed out$/m;
+
 /** The default wait for a boot: generous under TCG, where a cold boot takes ~30 s. */
 export function defaultBootTimeoutMs(accel: "kvm" | "tcg"): number {
   return accel === "kvm" ? 90_000 : 240_000;
@@ -323,10 +326,19 @@ export class Machine {
     await this.powerCut();
   }
 
-  /** Run a command over a new SSH connection; never throws for a non-zero exit. */
+  /**
+   * Run a command over a new SSH connection; never throws for a non-zero exit.
+   * A connection that fails before the command starts (no banner, refused) is
+   * tried again: under TCG a freshly pivoted root loads sshd from a cold page
+   * cache and can take longer than one connect timeout to answer.
+   */
   async run(command: string, opts: { timeoutMs?: number; input?: string } = {}): Promise<SshResult> {
     if (this.exited) throw new VmlabError(`cannot run \`${command}\`: machine ${this.opts.name} is not running`, { output: this.exitInfo });
-    return sshRun(this.ssh, command, { timeoutMs: opts.timeoutMs ?? 30 * 60_000, input: opts.input });
+    for (let attempt = 1; ; attempt++) {
+      const r = await sshRun(this.ssh, command, { timeoutMs: opts.timeoutMs ?? 30 * 60_000, input: opts.input, connectTimeoutS: 30 });
+      if (r.exitCode !== SSH_CONNECTION_FAILED || !NOT_STARTED.test(r.stderr) || attempt >= 3 || this.exited) return r;
+      this.emit({ type: "log", message: `ssh did not get through (${r.stderr.trim()}); trying again` });
+    }
   }
 
   /** Run a command that must exit 0; returns its stdout. */
