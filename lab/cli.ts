@@ -6,7 +6,7 @@
 import { parseArgs } from "node:util";
 import { availableParallelism, freemem } from "node:os";
 import ora, { type Ora } from "ora";
-import { HostError, UsageError, VmlabError } from "../src/errors.ts";
+import { UsageError, VmlabError } from "../src/errors.ts";
 import { doctor, formatDoctor } from "../src/host/doctor.ts";
 import { setup } from "../src/host/setup.ts";
 import { requireTool } from "../src/host/tools.ts";
@@ -250,4 +250,3 @@ try {
     process.exitCode = 1;
   }
 }
-void HostError;

@@ -1,11 +1,11 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, readdir, readFile, rename, rm, writeFile, appendFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { HostError, UsageError, VmlabError } from "../errors.ts";
 import { cacheDir } from "../paths.ts";
 import { run } from "../util/proc.ts";
-import { convertImage, imageInfo } from "../disk/qemu-img.ts";
+import { convertImage } from "../disk/qemu-img.ts";
 import { chooseAccel } from "../host/kvm.ts";
 import { Machine } from "../vm/machine.ts";
 import { CONSOLE_ROOT_PASSWORD, labKey } from "./keys.ts";
@@ -274,7 +274,6 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
     await writeFile(join(work, "meta.json"), JSON.stringify(meta, null, 2) + "\n");
     await rm(finalDir, { recursive: true, force: true });
     await rename(work, finalDir);
-    await appendFile(join(finalDir, "provision.console.log"), "");
     return { name: recipe.name, hash, dir: finalDir, disk: join(finalDir, "disk.qcow2"), meta };
   } catch (err) {
     // Keep nothing half-built in the cache but the console log the error points at.
@@ -305,8 +304,4 @@ export async function removeImage(name: string): Promise<number> {
   if (metas.length === 0) throw new UsageError(`no cached image named ${name}`, { hint: "`vmlab image list` shows the cached images" });
   for (const m of metas) await rm(join(imagesDir(), `${m.name}-${m.hash}`), { recursive: true, force: true });
   return metas.length;
-}
-
-export async function diskVirtualSize(path: string): Promise<number> {
-  return (await imageInfo(path)).virtualSize;
 }

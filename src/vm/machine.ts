@@ -7,7 +7,7 @@ import { classifyBoot, terminalOutcome, type BootClassification } from "../boot/
 import { buildQemuArgs, type DiskAttachment, type QemuConfig } from "./qemu-args.ts";
 import { QmpClient } from "./qmp.ts";
 import { registerPid, unregisterPid } from "./reaper.ts";
-import { formatResult, sshRun, SshCommandError, SSH_CONNECTION_FAILED, type SshResult, type SshTarget } from "./ssh.ts";
+import { sshRun, SshCommandError, SSH_CONNECTION_FAILED, type SshResult, type SshTarget } from "./ssh.ts";
 
 /** How a machine came up: through the firmware, by direct kernel boot, or resumed from a saved running state. */
 export type BootVia = "firmware" | "direct-kernel" | "saved-state";
@@ -459,4 +459,3 @@ export async function expectBoot(m: Machine, boot: BootRecord, expected: BootRec
   });
 }
 
-export { formatResult };
