@@ -30,6 +30,7 @@ import { freePort, Machine } from "../src/vm/machine.ts";
 import { registerPid, unregisterPid } from "../src/vm/reaper.ts";
 import { sshRun } from "../src/vm/ssh.ts";
 import { DEFAULT_PROFILE, ensureWarmState } from "../src/vm/warm.ts";
+import { median } from "./stats.ts";
 
 const { values } = parseArgs({
   options: {
@@ -41,11 +42,6 @@ const { values } = parseArgs({
 const runs = Number(values.runs);
 const scenarioRuns = Number(values["scenario-runs"] ?? values.runs);
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const note = (m: string) => process.stderr.write(`bench: ${m}\n`);
 
 const recipe = await loadRecipe("debian12-bios");

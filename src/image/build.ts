@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { HostError, UsageError, VmlabError } from "../errors.ts";
@@ -44,7 +44,7 @@ export function imagesDir(): string {
 /** The cache key: the recipe, the build procedure and the lab key that goes into the image. */
 export function recipeHash(recipe: ImageRecipe, publicKey: string): string {
   const h = createHash("sha256");
-  h.update(JSON.stringify({ BUILD_VERSION, recipe, publicKey, provision: provisionScript(recipe) }));
+  h.update(JSON.stringify({ BUILD_VERSION, recipe, publicKey, provision: provisionScript(recipe), grub: grubDefaults(recipe) }));
   return h.digest("hex").slice(0, 16);
 }
 
@@ -64,7 +64,33 @@ export async function ensureImage(recipe: ImageRecipe, opts: { progress?: Progre
     const found = await findBuilt(recipe);
     if (found) return found;
   }
-  return buildImage(recipe, opts.progress ?? (() => undefined));
+  // One build per recipe at a time: a second caller waits, then takes the first one's image.
+  const { publicKey } = await labKey();
+  const lock = join(imagesDir(), `.lock-${recipe.name}-${recipeHash(recipe, publicKey)}`);
+  await mkdir(imagesDir(), { recursive: true });
+  let waited = false;
+  for (;;) {
+    try {
+      await mkdir(lock);
+      break;
+    } catch {
+      // A lock older than an hour belongs to a build that died.
+      const held = statSync(lock, { throwIfNoEntry: false });
+      if (held && Date.now() - held.mtimeMs > 60 * 60_000) await rm(lock, { recursive: true, force: true });
+      if (!waited) opts.progress?.(`waiting for another build of ${recipe.name} to finish`);
+      waited = true;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  try {
+    if (waited && !opts.rebuild) {
+      const found = await findBuilt(recipe);
+      if (found) return found;
+    }
+    return await buildImage(recipe, opts.progress ?? (() => undefined));
+  } finally {
+    await rm(lock, { recursive: true, force: true });
+  }
 }
 
 /** The script that runs as init in the provisioning boot: LVM, GRUB, power off. */
@@ -117,7 +143,8 @@ finish VMLAB-PROVISION-OK
 function grubDefaults(recipe: ImageRecipe): string {
   return `# Written by vmlab: GRUB and the kernel talk on the serial console.
 GRUB_DEFAULT=0
-GRUB_TIMEOUT=1
+GRUB_TIMEOUT=0
+GRUB_TIMEOUT_STYLE=hidden
 GRUB_DISTRIBUTOR=\`lsb_release -i -s 2> /dev/null || echo Debian\`
 GRUB_CMDLINE_LINUX_DEFAULT=""
 GRUB_CMDLINE_LINUX="${recipe.kernelCmdline}"

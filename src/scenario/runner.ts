@@ -1,14 +1,13 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { VmlabError } from "../errors.ts";
-import { createOverlay } from "../disk/qemu-img.ts";
 import { chooseAccel } from "../host/kvm.ts";
 import { ensureImage, type BuiltImage } from "../image/build.ts";
 import { labKey } from "../image/keys.ts";
 import { defaultReportsDir } from "../paths.ts";
 import { expectBoot, Machine } from "../vm/machine.ts";
-import { DEFAULT_PROFILE, ensureWarmState } from "../vm/warm.ts";
+import { ensureWarmState, machineDisks, profileFor } from "../vm/warm.ts";
 import { DataSet } from "./dataset.ts";
 import { loadRecipe } from "./registry.ts";
 import { junitXml } from "./report.ts";
@@ -84,19 +83,19 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     const accel = await chooseAccel();
     report.accel = { accel: accel.accel, reason: accel.reason };
     const { privateKey } = await labKey();
-    const overlay = join(runDir, "sda.qcow2");
+    const profile = profileFor(s.hardware);
     const cold = s.coldStart || process.env.VMLAB_WARM === "0";
     const warm = cold
       ? undefined
-      : await step("warm state", () => ensureWarmState(image!, DEFAULT_PROFILE, accel, privateKey, log));
-    await createOverlay(overlay, warm?.disk ?? image.disk, { backingFormat: "qcow2" });
+      : await step("warm state", () => ensureWarmState(image!, profile, accel, privateKey, log));
+    const disks = await machineDisks(runDir, image, profile, warm);
     const vm = new Machine({
       incomingState: warm?.state,
-      memoryMiB: DEFAULT_PROFILE.memoryMiB,
-      smp: DEFAULT_PROFILE.smp,
+      memoryMiB: profile.memoryMiB,
+      smp: profile.smp,
       name: "vm",
       runDir,
-      disks: [{ path: overlay, format: "qcow2", id: "sda" }],
+      disks,
       accel,
       sshKey: privateKey,
       onEvent: (e) => {
@@ -152,7 +151,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
   } finally {
     for (const m of machines) await m.kill();
     // Overlays hold gigabytes after a migration; the report keeps logs, not disks.
-    await rm(join(runDir, "sda.qcow2"), { force: true });
+    for (const f of await readdir(runDir)) if (f.endsWith(".qcow2") || f.endsWith(".raw")) await rm(join(runDir, f), { force: true });
     report.durationMs = Date.now() - started;
     await writeFile(join(runDir, "report.json"), JSON.stringify(report, null, 2) + "\n");
     await writeFile(join(runDir, "junit.xml"), junitXml([report]));

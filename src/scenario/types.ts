@@ -39,6 +39,11 @@ export interface Scenario {
    * warm state. Only for scenarios whose first boot is the thing under test.
    */
   coldStart?: boolean;
+  /**
+   * Hardware beyond the default one-disk machine: blank extra disks (sdb,
+   * sdc, ...) by size, and memory. Each combination gets its own warm state.
+   */
+  hardware?: { extraDisks?: string[]; memoryMiB?: number };
   run(ctx: ScenarioContext): Promise<void>;
 }
 

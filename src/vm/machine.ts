@@ -95,9 +95,11 @@ export class Machine {
   private qmp?: QmpClient;
   private exited = true;
   private exitInfo = "";
+  private hotplugs = 0;
 
   constructor(opts: MachineOptions) {
-    this.opts = opts;
+    // Pin each disk to its SCSI target, so pulling one leaves the others where they were.
+    this.opts = { ...opts, disks: opts.disks.map((d, i) => ({ ...d, scsiId: d.scsiId ?? i })) };
     this.serialLog = join(opts.runDir, `${opts.name}.console.log`);
     this.serialSocket = join(opts.runDir, `${opts.name}.serial.sock`);
     this.qmpSocket = join(opts.runDir, `${opts.name}.qmp.sock`);
@@ -404,6 +406,54 @@ export class Machine {
       /* fall through to the kill */
     }
     await this.waitExit(timeoutMs);
+  }
+
+  /**
+   * Pull a disk out of the running machine, like unplugging it (QMP
+   * device_del). The guest sees it vanish; later starts leave it out too.
+   */
+  async detachDisk(id: string, timeoutMs = 30_000): Promise<DiskAttachment> {
+    const disk = this.opts.disks.find((d) => d.id === id);
+    if (!disk) throw new VmlabError(`machine ${this.opts.name} has no disk "${id}"`, { hint: `its disks: ${this.opts.disks.map((d) => d.id).join(", ") || "none"}` });
+    const device = `dev-${id}`;
+    await this.qmpExecute("device_del", { id: device });
+    try {
+      await this.qmp!.waitForEvent("DEVICE_DELETED", timeoutMs, (e) => (e.data as { device?: string } | undefined)?.device === device);
+    } catch (err) {
+      throw new VmlabError(`disk ${id} was not released by the guest`, { where: `machine ${this.opts.name}`, cause: err, hint: "the guest must acknowledge a SCSI hot-unplug; is it still running?" });
+    }
+    this.opts.disks = this.opts.disks.filter((d) => d !== disk);
+    return disk;
+  }
+
+  /**
+   * Plug a disk into the running machine (QMP blockdev-add + device_add) at
+   * the next free SCSI target; later starts keep it. The guest names it
+   * (sdX) in the order it finds it, as with a real hot-plugged disk.
+   */
+  async attachDisk(disk: DiskAttachment): Promise<void> {
+    if (this.opts.disks.some((d) => d.id === disk.id)) throw new VmlabError(`machine ${this.opts.name} already has a disk "${disk.id}"`);
+    const node = `${disk.id}-hot${++this.hotplugs}`;
+    await this.qmpExecute("blockdev-add", {
+      driver: disk.format,
+      "node-name": node,
+      "read-only": disk.readOnly ?? false,
+      file: { driver: "file", filename: disk.path },
+    });
+    const used = new Set(this.opts.disks.map((d) => d.scsiId));
+    let target = 0;
+    while (used.has(target)) target++;
+    await this.qmpExecute("device_add", {
+      driver: "scsi-hd",
+      drive: node,
+      id: `dev-${disk.id}`,
+      bus: "scsi0.0",
+      channel: 0,
+      "scsi-id": target,
+      lun: 0,
+      serial: disk.id,
+    });
+    this.opts.disks = [...this.opts.disks, { ...disk, scsiId: target }];
   }
 
   async qmpExecute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {

@@ -8,6 +8,8 @@ export interface DiskAttachment {
   /** QEMU id of the drive and its scsi-hd device; also the guest-visible serial. */
   id: string;
   readOnly?: boolean;
+  /** SCSI target; defaults to the disk's place in the list. Kept when another disk is pulled. */
+  scsiId?: number;
 }
 
 export interface QemuConfig {
@@ -54,7 +56,7 @@ export function buildQemuArgs(c: QemuConfig): string[] {
       const ro = d.readOnly ? ",read-only=on" : "";
       args.push(
         "-drive", `file=${d.path},format=${d.format},if=none,id=${d.id},cache=writeback,discard=unmap${ro}`,
-        "-device", `scsi-hd,drive=${d.id},id=dev-${d.id},bus=scsi0.0,channel=0,scsi-id=${i},lun=0,serial=${d.id}`,
+        "-device", `scsi-hd,drive=${d.id},id=dev-${d.id},bus=scsi0.0,channel=0,scsi-id=${d.scsiId ?? i},lun=0,serial=${d.id}`,
       );
     });
   }

@@ -4,9 +4,10 @@
  * second instead of a cold boot through firmware.
  *
  * A saved state is a pair, both read-only once made:
- *   disk.qcow2  a frozen overlay over the base image, exactly as the guest left it;
+ *   sda.qcow2   a frozen overlay over the base image, exactly as the guest left it
+ *               (and sdb.qcow2, ... for the profile's blank extra disks);
  *   state.bin   QEMU's migration stream of the running guest.
- * Each run puts its own overlay on disk.qcow2 and resumes state.bin, so runs in
+ * Each run puts its own overlay on each disk and resumes state.bin, so runs in
  * parallel share both files and never write them.
  */
 import { createHash } from "node:crypto";
@@ -15,24 +16,55 @@ import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises"
 import { join } from "node:path";
 import { execa } from "execa";
 import { VmlabError } from "../errors.ts";
-import { createOverlay } from "../disk/qemu-img.ts";
+import { createImage, createOverlay } from "../disk/qemu-img.ts";
 import type { AccelChoice } from "../host/kvm.ts";
 import type { BuiltImage } from "../image/build.ts";
 import { cacheDir } from "../paths.ts";
 import { expectBoot, Machine } from "./machine.ts";
+import type { DiskAttachment } from "./qemu-args.ts";
 
 /** What must match between the saving machine and every machine that resumes it. */
 export interface HardwareProfile {
   memoryMiB: number;
   smp: number;
-  /** Number of disks: the state holds the guest's view of its devices. */
-  disks: number;
+  /**
+   * Blank disks after the image's own (sdb, sdc, ...), by size. The state
+   * holds the guest's view of its devices, so each list is its own profile.
+   */
+  extraDisks: string[];
 }
 
-export const DEFAULT_PROFILE: HardwareProfile = { memoryMiB: 1024, smp: 2, disks: 1 };
+export const DEFAULT_PROFILE: HardwareProfile = { memoryMiB: 1024, smp: 2, extraDisks: [] };
+
+/** Guest disk ids in order: sda is the image's disk, then one per extra disk. */
+export function diskIds(profile: HardwareProfile): string[] {
+  return ["sda", ...profile.extraDisks.map((_, i) => `sd${String.fromCharCode(98 + i)}`)];
+}
+
+/** A profile for a scenario's hardware needs. */
+export function profileFor(hw: { extraDisks?: string[]; memoryMiB?: number } = {}): HardwareProfile {
+  return { ...DEFAULT_PROFILE, extraDisks: hw.extraDisks ?? [], memoryMiB: hw.memoryMiB ?? DEFAULT_PROFILE.memoryMiB };
+}
+
+/**
+ * The disks of one machine on fresh overlays in `runDir`: over the saved
+ * state's disks when warm, over the image and new blank disks when cold.
+ */
+export async function machineDisks(runDir: string, image: BuiltImage, profile: HardwareProfile, warm?: WarmState): Promise<DiskAttachment[]> {
+  const ids = diskIds(profile);
+  const out: DiskAttachment[] = [];
+  for (const [i, id] of ids.entries()) {
+    const path = join(runDir, `${id}.qcow2`);
+    if (warm) await createOverlay(path, join(warm.dir, `${id}.qcow2`), { backingFormat: "qcow2" });
+    else if (i === 0) await createOverlay(path, image.disk, { backingFormat: "qcow2" });
+    else await createImage(path, { format: "qcow2", size: profile.extraDisks[i - 1]! });
+    out.push({ path, format: "qcow2", id });
+  }
+  return out;
+}
 
 /** Bump when the way states are made changes. */
-const WARM_VERSION = 1;
+const WARM_VERSION = 2;
 
 export interface WarmState {
   dir: string;
@@ -82,7 +114,7 @@ export async function ensureWarmState(
   await mkdir(statesDir(), { recursive: true });
   for (;;) {
     if (existsSync(metaPath)) {
-      return { dir, disk: join(dir, "disk.qcow2"), state: join(dir, "state.bin"), key, meta: JSON.parse(await readFile(metaPath, "utf8")) };
+      return { dir, disk: join(dir, "sda.qcow2"), state: join(dir, "state.bin"), key, meta: JSON.parse(await readFile(metaPath, "utf8")) };
     }
     try {
       await mkdir(lock);
@@ -100,9 +132,8 @@ export async function ensureWarmState(
     await mkdir(work, { recursive: true });
     log(`saving a warm state of ${image.name} (one cold boot, reused by later runs)`);
     const t = Date.now();
-    const disk = join(work, "disk.qcow2");
-    await createOverlay(disk, image.disk, { backingFormat: "qcow2" });
-    const m = new Machine({ name: "warm", runDir: work, disks: [{ path: disk, format: "qcow2", id: "sda" }], accel, sshKey, memoryMiB: profile.memoryMiB, smp: profile.smp });
+    const disks = await machineDisks(work, image, profile);
+    const m = new Machine({ name: "warm", runDir: work, disks, accel, sshKey, memoryMiB: profile.memoryMiB, smp: profile.smp });
     try {
       const boot = await m.boot();
       await expectBoot(m, boot, "ssh");
@@ -114,7 +145,7 @@ export async function ensureWarmState(
     }
     await rm(join(work, "warm.qmp.sock"), { force: true });
     await rm(join(work, "warm.serial.sock"), { force: true });
-    await chmod(disk, 0o444);
+    for (const d of disks) await chmod(d.path, 0o444);
     await chmod(join(work, "state.bin"), 0o444);
     const meta: WarmState["meta"] = {
       image: image.name,
@@ -129,7 +160,7 @@ export async function ensureWarmState(
     await rm(dir, { recursive: true, force: true });
     await rename(work, dir);
     log(`warm state saved in ${((Date.now() - t) / 1000).toFixed(1)} s`);
-    return { dir, disk: join(dir, "disk.qcow2"), state: join(dir, "state.bin"), key, meta };
+    return { dir, disk: join(dir, "sda.qcow2"), state: join(dir, "state.bin"), key, meta };
   } catch (err) {
     await rm(work, { recursive: true, force: true });
     throw err instanceof VmlabError ? err : new VmlabError(`could not save a warm state of ${image.name}`, { cause: err, output: String(err) });

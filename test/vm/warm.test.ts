@@ -47,7 +47,7 @@ describe("warm starts", () => {
     expect(again.dir).toBe(warm.dir);
     expect(again.meta.savedAt).toBe(warm.meta.savedAt);
     // Another profile, or another image build, is another state: never reused across them.
-    expect(await warmKey(image, { ...DEFAULT_PROFILE, disks: 2 }, accel)).not.toBe(warm.key);
+    expect(await warmKey(image, { ...DEFAULT_PROFILE, extraDisks: ["8G"] }, accel)).not.toBe(warm.key);
     expect(await warmKey({ ...image, hash: "0000000000000000" }, DEFAULT_PROFILE, accel)).not.toBe(warm.key);
     expect(await warmKey(image, DEFAULT_PROFILE, accel)).toBe(warm.key);
   });
