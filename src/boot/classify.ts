@@ -366,6 +366,28 @@ export function terminalOutcome(log: string): BootClassification | null {
   return TERMINAL.has(c.outcome) ? c : null;
 }
 
+/**
+ * A firmware that handed over to a disk and then printed nothing more: the
+ * disk has a 0x55AA signature but no working boot code (a partition table
+ * written onto a blank disk, a zeroed first 446 bytes). The CPU is left
+ * running whatever the sector held, so the log never says so itself; the
+ * caller decides how long a silence is conclusive and asks this whether the
+ * log stopped at that hand-over.
+ */
+export function stalledAtHandover(log: string): BootClassification | null {
+  const lines = splitBoots(log).at(-1) ?? [];
+  const last = lines.at(-1);
+  if (!last || !/^Booting from Hard Disk/.test(last)) return null;
+  const reached = reachedStages(lines);
+  if (reached.grub || reached.kernel) return null;
+  return {
+    outcome: "no-bootable-device",
+    detail: "no-boot-code",
+    evidence: [...lastLines(lines, 3), "(no output after the firmware jumped to the disk's boot sector: it holds no working boot code)"],
+    reached,
+  };
+}
+
 /** Whether an outcome means the boot stopped for good. */
 export function isTerminal(outcome: BootOutcome): outcome is TerminalBootOutcome {
   return TERMINAL.has(outcome);

@@ -89,7 +89,8 @@ export async function remountRootReadOnly(vm: Machine, q: Quiesced): Promise<voi
  */
 export async function pivotInto(vm: Machine, device: string, log: Log, mountOpts = ""): Promise<void> {
   const script = `set -e
-mount ${mountOpts ? `-o ${mountOpts} ` : ""}${device} ${NEW_ROOT}
+# A procedure that copied files into the new root has it mounted already.
+mountpoint -q ${NEW_ROOT} || mount ${mountOpts ? `-o ${mountOpts} ` : ""}${device} ${NEW_ROOT}
 mkdir -p ${NEW_ROOT}${OLD_ROOT} 2>/dev/null || true
 mount --make-rprivate /
 cd ${NEW_ROOT}
@@ -154,7 +155,8 @@ export interface RootInfo {
 
 export async function rootInfo(vm: Machine): Promise<RootInfo> {
   const out = (await vm.succeed("findmnt -no SOURCE,FSTYPE / && df -B1 --output=size / | tail -n 1")).trim().split(/\s+/);
-  return { device: out[0]!, fstype: out[1]!, sizeBytes: Number(out[2]) };
+  // btrfs shows the mounted subvolume after the device: /dev/sda2[/@].
+  return { device: out[0]!.replace(/\[.*\]$/, ""), fstype: out[1]!, sizeBytes: Number(out[2]) };
 }
 
 /** Throw unless `/` is the expected device and filesystem type. */

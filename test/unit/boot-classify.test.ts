@@ -7,6 +7,8 @@
  * Debian's linux 6.1.0-56-amd64 (6.1.192-2), except where noted:
  *  - no-bootable-device-*: a blank 1 MiB raw disk. `.debugcon.log` is SeaBIOS'
  *    debug port (isa-debugcon at 0x402) of the same boot.
+ *  - stalled-no-boot-code: a 64 MiB raw disk with only an sfdisk partition table
+ *    (0x55AA, zeroed boot code): SeaBIOS jumps to it and nothing more is printed.
  *  - timeout-empty-without-graphics-off: the blank disk without graphics=off:
  *    SeaBIOS prints nothing on the serial port then.
  *  - grub-rescue-*: GRUB core with prefix (hd0,msdos1)/boot/grub; partition 1
@@ -37,6 +39,7 @@ import {
   isTerminal,
   splitBoots,
   terminalOutcome,
+  stalledAtHandover,
   type BootOutcome,
   type BootStages,
 } from "../../src/boot/classify.ts";
@@ -50,6 +53,7 @@ const FIXTURES: [file: string, outcome: BootOutcome, detail: string | undefined,
   ["no-bootable-device-blank-disk.log", "no-bootable-device", undefined, ["firmware"]],
   ["no-bootable-device-blank-disk.debugcon.log", "no-bootable-device", undefined, ["firmware"]],
   ["timeout-empty-without-graphics-off.log", "timeout", "no-output", []],
+  ["stalled-no-boot-code.log", "timeout", "firmware", ["firmware"]],
   ["grub-rescue-unknown-filesystem.log", "grub-rescue", "rescue", ["firmware", "grub"]],
   ["grub-rescue-no-such-partition.log", "grub-rescue", "rescue", ["firmware", "grub"]],
   ["kernel-panic-no-initrd.log", "kernel-panic", "no-root", ["firmware", "grub", "kernel"]],
@@ -282,5 +286,21 @@ describe("details and partial lines", () => {
     expect(lines).toContain("Booting `Debian GNU/Linux'");
     expect(lines).toContain("GNU GRUB  version 2.06-13+deb12u2");
     expect(lines.every((l) => !/\x1b/.test(l))).toBe(true);
+  });
+});
+
+describe("stalledAtHandover: silence after the firmware jumped to a disk", () => {
+  it("a disk with a partition table but no boot code is no-bootable-device, detail no-boot-code", () => {
+    const c = stalledAtHandover(read("stalled-no-boot-code.log"));
+    expect(c).toMatchObject({ outcome: "no-bootable-device", detail: "no-boot-code", reached: { firmware: true, grub: false } });
+    expect(c!.evidence[0]).toMatch(/SeaBIOS/);
+    expect(c!.evidence).toContain("Booting from Hard Disk..");
+  });
+
+  it("not once GRUB's boot sector has spoken, nor for a boot that went further", () => {
+    expect(stalledAtHandover("SeaBIOS (version 1.16.2)\r\nBooting from Hard Disk...\r\nGRUB loading.\r\n")).toBeNull();
+    expect(stalledAtHandover(read("login-prompt-debian12.log"))).toBeNull();
+    expect(stalledAtHandover(read("kernel-panic-no-initrd.log"))).toBeNull();
+    expect(stalledAtHandover("")).toBeNull();
   });
 });
