@@ -15,24 +15,53 @@ import { createImage, imageInfo } from "../src/disk/qemu-img.ts";
 import { formatSize, parseSize } from "../src/disk/size.ts";
 import { loadRecipe, loadScenario, recipeNames, scenarioNames } from "../src/scenario/registry.ts";
 import { runScenario } from "../src/scenario/runner.ts";
-import type { RunEvent, ScenarioReport } from "../src/scenario/types.ts";
+import { cmdDr, cmdInspect } from "./dr.ts";
+import type { RunEvent, Scenario, ScenarioReport } from "../src/scenario/types.ts";
+import { spawn } from "node:child_process";
+import { recipeHash } from "../src/image/build.ts";
+import { labKey } from "../src/image/keys.ts";
+import { defaultDurationsPath, durationMap, readDurations, recordDurations } from "../src/suite/durations.ts";
+import { mergeReports, summaryText } from "../src/suite/merge.ts";
+import { filterByTags, parseShard, shardOf, type ShardSpec } from "../src/suite/select.ts";
+import { attachConsole, DETACH_KEY } from "../src/vm/console.ts";
+import { cleanKept, findKept, keptSshArgs, listKept, requireAlive, stopKept, type KeptStatus } from "../src/vm/kept.ts";
+import { createHash } from "node:crypto";
 
 const USAGE = `vmlab: rehearse storage migrations and disaster recovery on real Linux guests
 
 usage:
   vmlab doctor [--quiet]           check the host: tools, packages, accelerator (KVM or TCG)
   vmlab setup [--dry-run]          install the host packages (as root on Debian/Ubuntu), or print the command
-  vmlab list                       list the scenarios
+  vmlab list [--names|--json]      list the scenarios (--names: one name a line, for scripts)
   vmlab run <name|file>... | --all run scenarios; --report-dir DIR (default ./reports),
-                                   --jobs N parallel runs (default from cores and memory)
+                                   --jobs N parallel runs (default from cores and memory),
+                                   --keep[=always|on-failure] leave the machine running (bare --keep: always)
+    selection, for run and list:   --tag T / --exclude-tag T (repeatable), --shard k/n (this
+                                   runner's share, balanced by recorded durations; list prints
+                                   one name a line), --durations FILE (default ~/.cache/vmlab/durations.json)
+  vmlab ps [--json]                list kept machines (dead ones are shown once, then cleaned)
+  vmlab ssh <id> [command...]      SSH into a kept machine as root; the command's exit code is passed through
+  vmlab console <id>               attach to a kept machine's serial console; ${DETACH_KEY} detaches
+  vmlab stop <id>... | --all       end kept machines and remove their disks
+  vmlab report merge <dir>... [--out DIR]
+                                   merge report directories (CI shards) into one junit.xml and summary
   vmlab image build <recipe>       build an image (cached by recipe hash); --rebuild forces it
   vmlab image list                 list cached images
   vmlab image rm <recipe>          remove a cached image
+  vmlab image hash [recipe...] [--key]
+                                   print recipe hashes (--key: one cache key for all of them)
   vmlab disk create <path> <size> [--format qcow2|raw]
                                    create an empty disk image (size like 8G or 200M)
   vmlab disk info <path>           show a disk image's format, sizes and backing file
+  vmlab inspect <image|name> [--json]
+                                   a disk image's partitions: start, size, type, byte offset, mount command
+  vmlab dr backup-boot <disk-image> <backup-file> [--sectors N]
+                                   copy the MBR, GRUB's gap and /boot (up to the swap partition) to a file
+  vmlab dr restore-boot <backup-file> <disk-image>
+                                   write such a backup onto a disk of the same size (refused otherwise)
 
-exit codes: 0 all passed, 1 a scenario failed, 2 bad usage or host not ready`;
+exit codes: 0 all passed, 1 a scenario failed, 2 bad usage or host not ready
+(vmlab ssh passes the remote command's exit code through; ssh itself exits 255 when it cannot connect)`;
 
 function out(line = ""): void {
   process.stdout.write(line + "\n");
@@ -58,10 +87,47 @@ async function cmdSetup(args: string[]): Promise<number> {
   return values["dry-run"] ? 0 : 2;
 }
 
-async function cmdList(): Promise<number> {
-  for (const name of await scenarioNames()) {
-    const s = await loadScenario(name);
-    out(`${s.name.padEnd(28)} ${(s.tags ?? []).join(",").padEnd(20)} ${s.description}`);
+const SELECT_OPTIONS = {
+  tag: { type: "string", multiple: true },
+  "exclude-tag": { type: "string", multiple: true },
+  shard: { type: "string" },
+  durations: { type: "string" },
+} as const;
+
+interface SelectValues {
+  tag?: string[];
+  "exclude-tag"?: string[];
+  shard?: string;
+  durations?: string;
+}
+
+/**
+ * The scenarios a command works on: the named ones (or all), filtered by tag,
+ * then this shard's share. Everything is checked before anything starts.
+ */
+async function selectScenarios(names: string[], v: SelectValues): Promise<{ scenarios: Scenario[]; shard?: ShardSpec; selected: number }> {
+  const shard = v.shard === undefined ? undefined : parseShard(v.shard);
+  const loaded: Scenario[] = [];
+  for (const n of names) loaded.push(await loadScenario(n));
+  let scenarios = filterByTags(loaded, { tags: v.tag, excludeTags: v["exclude-tag"] });
+  const selected = scenarios.length;
+  if (shard) {
+    const durations = durationMap(await readDurations(v.durations ?? defaultDurationsPath(), (m) => process.stderr.write(`vmlab: ${m}\n`)));
+    const mine = new Set(shardOf(scenarios.map((s) => s.name), shard, durations));
+    scenarios = scenarios.filter((s) => mine.delete(s.name));
+  }
+  return { scenarios, shard, selected };
+}
+
+async function cmdList(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { ...SELECT_OPTIONS, names: { type: "boolean" }, json: { type: "boolean" } } });
+  const { scenarios } = await selectScenarios(await scenarioNames(), values);
+  if (values.json) {
+    out(JSON.stringify(scenarios.map((s) => ({ name: s.name, description: s.description, kind: s.kind ?? "rehearsal", image: s.image, tags: s.tags ?? [] })), null, 2));
+  } else if (values.names || values.shard !== undefined) {
+    for (const s of scenarios) out(s.name);
+  } else {
+    for (const s of scenarios) out(`${s.name.padEnd(28)} ${(s.tags ?? []).join(",").padEnd(20)} ${s.description}`);
   }
   return 0;
 }
@@ -117,19 +183,44 @@ export function defaultJobs(cores = availableParallelism(), memBytes = freemem()
   return Math.max(1, Math.min(Math.floor(cores / 2), Math.floor(memBytes / (1.5 * 2 ** 30))));
 }
 
+/** `--keep` alone means --keep=always; parseArgs has no optional values. */
+function keepArg(args: string[]): string[] {
+  return args.map((a) => (a === "--keep" ? "--keep=always" : a));
+}
+
+function printKept(r: ScenarioReport): void {
+  for (const k of r.kept ?? []) {
+    out(`  kept: ${k.id} (QEMU pid ${k.pid}, SSH on 127.0.0.1:${k.sshPort}); the machine goes on running`);
+    out(`    vmlab ssh ${k.id}        a root shell on the guest (lab key)`);
+    out(`    vmlab console ${k.id}    its serial console (root / vmlab); ${DETACH_KEY} detaches`);
+    out(`    vmlab stop ${k.id}       end it and remove its disks`);
+  }
+}
+
 async function cmdRun(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
-    args,
+    args: keepArg(args),
     allowPositionals: true,
-    options: { "report-dir": { type: "string" }, jobs: { type: "string", short: "j" }, all: { type: "boolean" } },
+    options: { "report-dir": { type: "string" }, jobs: { type: "string", short: "j" }, all: { type: "boolean" }, keep: { type: "string" }, ...SELECT_OPTIONS },
   });
-  const names = values.all ? await scenarioNames() : positionals;
-  if (names.length === 0) throw new UsageError("vmlab run needs a scenario name or file, or --all", { hint: "`vmlab list` shows the scenarios" });
+  const byTag = Boolean(values.tag?.length);
+  if (values.all && positionals.length) throw new UsageError("vmlab run takes scenario names or --all, not both", { hint: "use --tag or --exclude-tag to narrow --all" });
+  const names = values.all || (byTag && positionals.length === 0) ? await scenarioNames() : positionals;
+  if (names.length === 0) throw new UsageError("vmlab run needs a scenario name or file, --all, or --tag", { hint: "`vmlab list` shows the scenarios" });
   const jobs = values.jobs === undefined ? defaultJobs() : Number(values.jobs);
   if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`bad --jobs "${values.jobs}": use a whole number of 1 or more`);
+  const keep = values.keep;
+  if (keep !== undefined && keep !== "always" && keep !== "on-failure") {
+    throw new UsageError(`bad --keep "${keep}": use --keep (always), --keep=always or --keep=on-failure`);
+  }
   // Resolve every scenario and check the host before anything starts.
-  const scenarios = [];
-  for (const p of names) scenarios.push(await loadScenario(p));
+  const { scenarios, shard, selected } = await selectScenarios(names, values);
+  if (scenarios.length === 0) {
+    // Only a shard can come out empty (more shards than scenarios): nothing to do is not a failure.
+    out(`shard ${shard?.index}/${shard?.count}: none of the ${selected} selected scenarios falls to this shard; nothing to run`);
+    return 0;
+  }
+  if (shard) process.stderr.write(`shard ${shard.index}/${shard.count}: ${scenarios.map((s) => s.name).join(", ")} (of ${selected} selected)\n`);
   requireTool("qemu-system-x86_64");
   requireTool("qemu-img");
   // Build each image once before runs start in parallel.
@@ -142,20 +233,116 @@ async function cmdRun(args: string[]): Promise<number> {
   await Promise.all(
     Array.from({ length: Math.min(jobs, queue.length) }, async () => {
       for (let s = queue.shift(); s; s = queue.shift()) {
-        const r = await runScenario(s, { reportDir: values["report-dir"], onEvent });
+        const r = await runScenario(s, { reportDir: values["report-dir"], onEvent, keep: keep as "always" | "on-failure" | undefined });
         summarize(r);
+        printKept(r);
         reports.push(r);
       }
     }),
   );
+  // The durations balance later shards; failing to record them does not fail the run.
+  const durationsPath = values.durations ?? defaultDurationsPath();
+  await recordDurations(durationsPath, reports).catch((err) => process.stderr.write(`vmlab: could not record durations in ${durationsPath}: ${(err as Error).message}\n`));
   const failed = reports.filter((r) => r.verdict !== "pass");
   if (reports.length > 1) out(`\n${reports.length - failed.length} passed, ${failed.length} failed${failed.length ? `: ${failed.map((r) => r.scenario).join(", ")}` : ""}`);
   return failed.length ? 1 : 0;
 }
 
+function age(iso: string): string {
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  if (!Number.isFinite(s)) return "?";
+  return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${(s / 3600).toFixed(1)}h`;
+}
+
+async function cmdPs(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { json: { type: "boolean" } } });
+  const all = await listKept();
+  // A dead machine is shown once, as dead, and cleaned right away: it never shows as alive.
+  const shown = all.map((e) => ({ ...e, ageS: Math.round((Date.now() - Date.parse(e.keptAt)) / 1000), cleaned: !e.alive }));
+  for (const e of all) if (!e.alive) await cleanKept(e);
+  if (values.json) {
+    out(JSON.stringify(shown, null, 2));
+    return 0;
+  }
+  if (shown.length === 0) {
+    out("no kept machines; `vmlab run --keep NAME` keeps one");
+    return 0;
+  }
+  const rows = [["ID", "SCENARIO", "VERDICT", "STATE", "AGE", "SSH", "PID", "REPORT"]];
+  for (const e of shown) {
+    rows.push([e.id, e.scenario, e.verdict, e.alive ? "running" : "dead, cleaned", age(e.keptAt), e.sshPort ? `127.0.0.1:${e.sshPort}` : "-", String(e.pid), e.reportDir]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) out(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  "));
+  for (const e of shown) if (!e.alive) process.stderr.write(`${e.id}: ${e.why}; its disks and entry were removed\n`);
+  return 0;
+}
+
+async function cmdSsh(args: string[]): Promise<number> {
+  const [id, ...rest] = args;
+  if (!id || id.startsWith("-")) throw new UsageError("vmlab ssh needs the id of a kept machine", { hint: "`vmlab ps` lists them; vmlab ssh ID [command...]" });
+  const command = rest[0] === "--" ? rest.slice(1) : rest;
+  requireTool("ssh");
+  const e = await requireAlive(id);
+  if (!e.sshKey) e.sshKey = (await labKey()).privateKey;
+  const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+  const child = spawn("ssh", keptSshArgs(e, command, tty), { stdio: "inherit" });
+  // Ctrl-C belongs to the session: ssh gets it, and this process waits for ssh's exit code.
+  const ignore = () => undefined;
+  process.on("SIGINT", ignore);
+  const code = await new Promise<number>((resolve) => {
+    child.on("error", () => resolve(255));
+    child.on("exit", (c, sig) => resolve(c ?? 128 + (sig === "SIGINT" ? 2 : sig === "SIGTERM" ? 15 : 9)));
+  });
+  process.off("SIGINT", ignore);
+  return code;
+}
+
+async function cmdConsole(args: string[]): Promise<number> {
+  const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
+  if (positionals.length !== 1) throw new UsageError("vmlab console needs the id of one kept machine", { hint: "`vmlab ps` lists them" });
+  const e = await requireAlive(positionals[0]!);
+  const tty = Boolean(process.stdin.isTTY);
+  process.stderr.write(`vmlab: serial console of ${e.id} (user root, password vmlab)${tty ? "; press Enter for a prompt" : ""}; ${DETACH_KEY} detaches, the machine keeps running\n`);
+  const how = await attachConsole(e.serialSocket, { input: process.stdin, output: process.stdout });
+  process.stdin.destroy();
+  if (how === "console-closed") {
+    process.stderr.write(`\nvmlab: the console of ${e.id} closed: the machine stopped (\`vmlab ps\` shows it)\n`);
+    return 1;
+  }
+  if (tty) process.stderr.write(`\nvmlab: detached from ${e.id}; it keeps running (\`vmlab stop ${e.id}\` ends it)\n`);
+  return 0;
+}
+
+async function cmdStop(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { all: { type: "boolean" } } });
+  if (values.all && positionals.length) throw new UsageError("vmlab stop takes ids or --all, not both");
+  if (!values.all && positionals.length === 0) throw new UsageError("vmlab stop needs the id of a kept machine, or --all", { hint: "`vmlab ps` lists them" });
+  // Resolve every id first: a typo stops nothing.
+  const targets: KeptStatus[] = values.all ? await listKept() : [];
+  if (!values.all) for (const id of new Set(positionals)) targets.push(await findKept(id));
+  if (values.all && targets.length === 0) out("no kept machines");
+  for (const e of targets) {
+    const how = await stopKept(e);
+    out(how === "was-dead" ? `${e.id}: was no longer running (${e.why}); cleaned` : `${e.id}: stopped${how === "killed" ? " (QEMU did not quit in time and was killed)" : ""}; its disks were removed, the report stays in ${e.reportDir}`);
+  }
+  return 0;
+}
+
+async function cmdReport(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== "merge") throw new UsageError(`unknown report command "${sub ?? ""}"`, { hint: "vmlab report merge DIR... [--out DIR]" });
+  const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { out: { type: "string" } } });
+  const outDir = values.out ?? "reports-merged";
+  const summary = await mergeReports(positionals, outDir);
+  process.stdout.write(summaryText(summary));
+  out(`merged into ${outDir}: junit.xml, summary.txt, summary.json, durations.json${summary.failed ? ", failures/" : ""}`);
+  return summary.failed ? 1 : 0;
+}
+
 async function cmdImage(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { rebuild: { type: "boolean" } } });
+  const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { rebuild: { type: "boolean" }, key: { type: "boolean" } } });
   switch (sub) {
     case "build": {
       const names = positionals.length ? positionals : await recipeNames();
@@ -174,13 +361,23 @@ async function cmdImage(args: string[]): Promise<number> {
       for (const m of images) out(`${m.name.padEnd(20)} ${m.hash}  built ${m.builtAt}  kernel ${m.kernel}  ${m.description}`);
       return 0;
     }
+    case "hash": {
+      // The cache key of built images: the recipe, the build procedure and the lab key.
+      const names = positionals.length ? positionals : await recipeNames();
+      const { publicKey } = await labKey();
+      const lines: string[] = [];
+      for (const n of names) lines.push(`${n} ${recipeHash(await loadRecipe(n), publicKey)}`);
+      if (values.key) out(`vmlab-images-${createHash("sha256").update(lines.join("\n")).digest("hex").slice(0, 16)}`);
+      else for (const l of lines) out(l);
+      return 0;
+    }
     case "rm": {
       if (positionals.length === 0) throw new UsageError("vmlab image rm needs a recipe name");
       for (const n of positionals) out(`removed ${await removeImage(n)} build(s) of ${n}`);
       return 0;
     }
     default:
-      throw new UsageError(`unknown image command "${sub ?? ""}"`, { hint: "vmlab image build|list|rm" });
+      throw new UsageError(`unknown image command "${sub ?? ""}"`, { hint: "vmlab image build|list|rm|hash" });
   }
 }
 
@@ -218,13 +415,27 @@ async function main(argv: string[]): Promise<number> {
     case "setup":
       return cmdSetup(args);
     case "list":
-      return cmdList();
+      return cmdList(args);
+    case "ps":
+      return cmdPs(args);
+    case "ssh":
+      return cmdSsh(args);
+    case "console":
+      return cmdConsole(args);
+    case "stop":
+      return cmdStop(args);
+    case "report":
+      return cmdReport(args);
     case "run":
       return cmdRun(args);
     case "image":
       return cmdImage(args);
     case "disk":
       return cmdDisk(args);
+    case "inspect":
+      return cmdInspect(args);
+    case "dr":
+      return cmdDr(args);
     case undefined:
     case "help":
     case "--help":

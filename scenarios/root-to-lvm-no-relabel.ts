@@ -17,7 +17,7 @@ export default scenario({
   name: "root-to-lvm-no-relabel",
   description: "twin of root-to-lvm that skips relabelling the old root: the lab must see the duplicate root identity",
   image: "debian12-bios",
-  tags: ["lvm", "pivot", "twin"],
+  tags: ["lvm", "pivot", "twin", "slow"],
   kind: "twin",
   runbook: "root-fs-replacement-over-ssh.ru.txt",
   async run(ctx) {

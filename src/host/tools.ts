@@ -48,6 +48,7 @@ export const TOOLS: readonly ToolSpec[] = [
     required: false,
   },
   { name: "qemu-img", package: "qemu-utils", purpose: "creates, converts and inspects disk images", versionArgs: ["--version"], required: true },
+  { name: "qemu-io", package: "qemu-utils", purpose: "writes a boot-disk backup into a qcow2 image (vmlab dr restore-boot)", versionArgs: ["--version"], required: true },
   { name: "mmdebstrap", package: "mmdebstrap", purpose: "builds Debian root file systems for guest images", versionArgs: ["--version"], required: true },
   { name: "sfdisk", package: "fdisk", purpose: "partitions disk images", versionArgs: ["--version"], required: true },
   { name: "mkfs.ext2", package: "e2fsprogs", purpose: "formats ext2 file systems", versionArgs: ["-V"], required: true },

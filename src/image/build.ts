@@ -10,7 +10,7 @@ import { chooseAccel } from "../host/kvm.ts";
 import { Machine } from "../vm/machine.ts";
 import { CONSOLE_ROOT_PASSWORD, labKey } from "./keys.ts";
 import { planPartitions, sfdiskScript, SECTOR, type PlannedPartition } from "./layout.ts";
-import type { ImageRecipe } from "./recipe.ts";
+import { guestDevice, recipeDisks, type ImageRecipe } from "./recipe.ts";
 
 /** Bump when the build procedure changes in a way that changes the image. */
 const BUILD_VERSION = 1;
@@ -19,8 +19,10 @@ export interface BuiltImage {
   name: string;
   hash: string;
   dir: string;
-  /** The read-only base disk every run overlays. */
+  /** The read-only base disk every run overlays: the first disk (sda). */
   disk: string;
+  /** All of the image's disks in guest order (sda, sdb, ...); `disks[0]` is `disk`. */
+  disks: string[];
   meta: ImageMeta;
 }
 
@@ -31,8 +33,27 @@ export interface ImageMeta {
   builtAt: string;
   buildMs: number;
   kernel: string;
-  partitions: { name: string; index: number; startSector: number; sizeSectors: number; type: string; label?: string; fs?: string }[];
+  /** The first disk's partitions. */
+  partitions: MetaPartition[];
+  /** Every disk of an image with more than one: file name in the image directory, size, label, partitions. */
+  disks?: { file: string; sizeBytes: number; label: "msdos" | "none"; partitions: MetaPartition[] }[];
   steps: { name: string; ms: number }[];
+}
+
+export interface MetaPartition {
+  name: string;
+  /** Partition number; 0 for a filesystem on the whole disk. */
+  index: number;
+  startSector: number;
+  sizeSectors: number;
+  type: string;
+  label?: string;
+  fs?: string;
+}
+
+/** File names of an image's disks in its cache directory: disk.qcow2, then disk-sdb.qcow2, ... */
+export function imageDiskFiles(recipe: ImageRecipe): string[] {
+  return recipeDisks(recipe).map((_, i) => (i === 0 ? "disk.qcow2" : `disk-${guestDevice(i).slice(5)}.qcow2`));
 }
 
 export type Progress = (message: string) => void;
@@ -55,7 +76,8 @@ export async function findBuilt(recipe: ImageRecipe): Promise<BuiltImage | null>
   const metaPath = join(dir, "meta.json");
   if (!existsSync(metaPath)) return null;
   const meta = JSON.parse(await readFile(metaPath, "utf8")) as ImageMeta;
-  return { name: recipe.name, hash, dir, disk: join(dir, "disk.qcow2"), meta };
+  const disks = imageDiskFiles(recipe).map((f) => join(dir, f));
+  return { name: recipe.name, hash, dir, disk: disks[0]!, disks, meta };
 }
 
 /** Build the image unless an identical recipe was built before; a cached build costs one stat. */
@@ -95,10 +117,12 @@ export async function ensureImage(recipe: ImageRecipe, opts: { progress?: Progre
 
 /** The script that runs as init in the provisioning boot: LVM, GRUB, power off. */
 export function provisionScript(recipe: ImageRecipe): string {
-  const { partitions } = planPartitions(recipe.disk);
-  const lvm = partitions
-    .filter((p) => p.lvm)
-    .map((p) => `pvcreate -ff -y /dev/sda${p.index}\nvgcreate ${p.lvm!.vg} /dev/sda${p.index}`)
+  const lvm = recipeDisks(recipe)
+    .flatMap((d, di) =>
+      planPartitions(d)
+        .partitions.filter((p) => p.lvm)
+        .map((p) => `pvcreate -ff -y ${guestDevice(di, p.index)}\nvgcreate ${p.lvm!.vg} ${guestDevice(di, p.index)}`),
+    )
     .join("\n");
   return `#!/bin/sh
 # vmlab provisioning: runs once as init in a direct kernel boot of the new image.
@@ -162,6 +186,8 @@ async function customizeTree(tree: string, recipe: ImageRecipe, publicKey: strin
     const root = p.fs.mount === "/";
     fstab.push(`LABEL=${p.fs.label}\t${p.fs.mount}\t${p.fs.type}\t${root ? "errors=remount-ro" : "defaults"}\t0\t${root ? 1 : 2}`);
   }
+  // A swap area that is gone costs 20 s of boot instead of systemd's default 90 s.
+  for (const p of parts) if (p.swap) fstab.push(`LABEL=${p.swap.label}\tnone\tswap\tsw,x-systemd.device-timeout=20s\t0\t0`);
   await writeFile(join(tree, "etc/fstab"), fstab.join("\n") + "\n");
   await writeFile(join(tree, "etc/hostname"), `${recipe.hostname}\n`);
   await writeFile(join(tree, "etc/hosts"), `127.0.0.1\tlocalhost\n127.0.1.1\t${recipe.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`);
@@ -205,25 +231,30 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
   const tree = join(work, "tree");
-  const { diskBytes, partitions } = planPartitions(recipe.disk);
+  // Every disk's partitions, each tagged with its disk (0 = sda) and a key for work files.
+  const planned = recipeDisks(recipe).map((spec, di) => ({ spec, di, ...planPartitions(spec) }));
+  const allParts = planned.flatMap((d) => d.partitions.map((p) => ({ ...p, di: d.di, key: `${d.di}-${p.index}` })));
+  const diskFiles = imageDiskFiles(recipe);
+  const raws = planned.map((d) => join(work, diskFiles[d.di]!.replace(/\.qcow2$/, ".raw")));
   try {
     await timed("mmdebstrap", () =>
       run("mmdebstrap", ["--mode=root", "--variant=minbase", `--include=${recipe.packages.join(",")}`, recipe.suite, tree], {
         hint: "mmdebstrap uses the host's apt sources; check `apt-get update` works",
       }),
     );
-    await timed("customize", () => customizeTree(tree, recipe, publicKey, partitions));
+    await timed("customize", () => customizeTree(tree, recipe, publicKey, allParts));
     const kernels = (await readdir(join(tree, "boot"))).filter((f) => f.startsWith("vmlinuz-"));
     if (kernels.length !== 1) throw new VmlabError(`expected one kernel in the image, found ${kernels.length}`, { where: join(tree, "boot") });
     const kver = kernels[0]!.slice("vmlinuz-".length);
-    const raw = join(work, "disk.raw");
     await timed("assemble disk", async () => {
-      await run("truncate", ["-s", String(diskBytes), raw]);
-      await run("sfdisk", ["--quiet", raw], { input: sfdiskScript(partitions) });
+      for (const d of planned) {
+        await run("truncate", ["-s", String(d.diskBytes), raws[d.di]!]);
+        if (d.spec.label === "msdos") await run("sfdisk", ["--quiet", raws[d.di]!], { input: sfdiskScript(d.partitions) });
+      }
       // Filesystems from the tree, deepest mount point first, each emptied out of its parent.
-      const fsParts = partitions.filter((p) => p.fs).sort((a, b) => b.fs!.mount.length - a.fs!.mount.length);
+      const fsParts = allParts.filter((p) => p.fs).sort((a, b) => b.fs!.mount.length - a.fs!.mount.length);
       for (const p of fsParts) {
-        const src = join(work, `fs-${p.index}`);
+        const src = join(work, `fs-${p.key}`);
         if (p.fs!.mount === "/") {
           await rename(tree, src);
         } else {
@@ -231,21 +262,28 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
           await mkdir(join(tree, p.fs!.mount));
           // Keep the kernel and initrd reachable for the provisioning boot.
         }
-        const img = join(work, `part-${p.index}.img`);
+        const img = join(work, `part-${p.key}.img`);
         await run("truncate", ["-s", String(p.sizeSectors * SECTOR), img]);
         await run("mke2fs", ["-q", "-F", "-t", p.fs!.type, "-L", p.fs!.label, "-d", src, img]);
-        await run("dd", [`if=${img}`, `of=${raw}`, "bs=1M", `seek=${(p.startSector * SECTOR) / (1 << 20)}`, "conv=notrunc,sparse", "status=none"]);
+        await run("dd", [`if=${img}`, `of=${raws[p.di]!}`, "bs=1M", `seek=${(p.startSector * SECTOR) / (1 << 20)}`, "conv=notrunc,sparse", "status=none"]);
+        await rm(img);
+      }
+      for (const p of allParts.filter((x) => x.swap)) {
+        const img = join(work, `part-${p.key}.img`);
+        await run("truncate", ["-s", String(p.sizeSectors * SECTOR), img]);
+        await run("mkswap", ["-L", p.swap!.label, img]);
+        await run("dd", [`if=${img}`, `of=${raws[p.di]!}`, "bs=1M", `seek=${(p.startSector * SECTOR) / (1 << 20)}`, "conv=notrunc,sparse", "status=none"]);
         await rm(img);
       }
     });
-    const bootSrc = join(work, `fs-${partitions.find((p) => p.fs?.mount === "/boot")!.index}`);
-    const rootPart = partitions.find((p) => p.fs?.mount === "/")!;
+    const bootSrc = join(work, `fs-${allParts.find((p) => p.fs?.mount === "/boot")!.key}`);
+    const rootPart = allParts.find((p) => p.fs?.mount === "/")!;
     await timed("provision boot (GRUB, LVM)", async () => {
       const accel = await chooseAccel();
       const m = new Machine({
         name: "provision",
         runDir: work,
-        disks: [{ path: raw, format: "raw", id: "sda" }],
+        disks: raws.map((path, i) => ({ path, format: "raw" as const, id: guestDevice(i).slice(5) })),
         accel,
         sshKey: privateKey,
         network: false,
@@ -259,7 +297,8 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
       });
       try {
         await m.start();
-        const deadline = Date.now() + 5 * 60_000;
+        // Generous: under TCG on a host busy with other guests the initramfs alone can take minutes.
+        const deadline = Date.now() + 15 * 60_000;
         while (m.running && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
       } finally {
         await m.kill();
@@ -274,12 +313,26 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
         });
       }
     });
-    const disk = join(work, "disk.qcow2");
-    await timed("convert to qcow2", () => convertImage(raw, disk, { format: "qcow2", sourceFormat: "raw" }));
-    await rm(raw);
+    await timed("convert to qcow2", async () => {
+      for (const d of planned) {
+        const disk = join(work, diskFiles[d.di]!);
+        await convertImage(raws[d.di]!, disk, { format: "qcow2", sourceFormat: "raw" });
+        await rm(raws[d.di]!);
+        await chmod(disk, 0o444);
+      }
+    });
     await rm(bootSrc, { recursive: true, force: true });
-    await rm(join(work, `fs-${rootPart.index}`), { recursive: true, force: true });
-    await chmod(disk, 0o444);
+    await rm(join(work, `fs-${rootPart.key}`), { recursive: true, force: true });
+    const metaParts = (parts: PlannedPartition[]): MetaPartition[] =>
+      parts.map((p) => ({
+        name: p.name,
+        index: p.index,
+        startSector: p.startSector,
+        sizeSectors: p.sizeSectors,
+        type: p.type,
+        label: p.fs?.label ?? p.swap?.label,
+        fs: p.fs?.type ?? (p.lvm ? "LVM2_member" : p.swap ? "swap" : undefined),
+      }));
     const meta: ImageMeta = {
       name: recipe.name,
       hash,
@@ -287,21 +340,17 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
       builtAt: new Date().toISOString(),
       buildMs: Date.now() - started,
       kernel: kver,
-      partitions: partitions.map((p) => ({
-        name: p.name,
-        index: p.index,
-        startSector: p.startSector,
-        sizeSectors: p.sizeSectors,
-        type: p.type,
-        label: p.fs?.label,
-        fs: p.fs?.type ?? (p.lvm ? "LVM2_member" : undefined),
-      })),
+      partitions: metaParts(planned[0]!.partitions),
+      ...(planned.length > 1
+        ? { disks: planned.map((d) => ({ file: diskFiles[d.di]!, sizeBytes: d.diskBytes, label: d.spec.label, partitions: metaParts(d.partitions) })) }
+        : {}),
       steps,
     };
     await writeFile(join(work, "meta.json"), JSON.stringify(meta, null, 2) + "\n");
     await rm(finalDir, { recursive: true, force: true });
     await rename(work, finalDir);
-    return { name: recipe.name, hash, dir: finalDir, disk: join(finalDir, "disk.qcow2"), meta };
+    const disks = diskFiles.map((f) => join(finalDir, f));
+    return { name: recipe.name, hash, dir: finalDir, disk: disks[0]!, disks, meta };
   } catch (err) {
     // Keep nothing half-built in the cache but the console log the error points at.
     for (const f of await readdir(work)) {

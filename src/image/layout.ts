@@ -1,6 +1,6 @@
 import { parseSize } from "../disk/size.ts";
 import { UsageError } from "../errors.ts";
-import type { ImageRecipe, PartitionSpec } from "./recipe.ts";
+import type { DiskSpec, PartitionSpec } from "./recipe.ts";
 
 export const SECTOR = 512;
 /** Partitions start on 1 MiB boundaries, as fdisk and sfdisk do by default. */
@@ -13,9 +13,17 @@ export interface PlannedPartition extends PartitionSpec {
 }
 
 /** Turn a recipe's disk into partition offsets and sizes in sectors. Pure. */
-export function planPartitions(disk: ImageRecipe["disk"]): { diskBytes: number; partitions: PlannedPartition[] } {
+export function planPartitions(disk: DiskSpec): { diskBytes: number; partitions: PlannedPartition[] } {
   const diskBytes = parseSize(disk.size, "disk size");
   const totalSectors = Math.floor(diskBytes / SECTOR);
+  if (disk.label === "none") {
+    const [only, ...rest] = disk.partitions;
+    if (!only || rest.length || !only.fs || only.size !== undefined) {
+      throw new UsageError("a disk without a partition table holds exactly one filesystem, on the whole disk (no size)");
+    }
+    // Index 0: the whole disk is the device (/dev/sdb, not /dev/sdb1).
+    return { diskBytes, partitions: [{ ...only, index: 0, startSector: 0, sizeSectors: totalSectors }] };
+  }
   if (disk.partitions.length > 4) throw new UsageError("an msdos label holds at most 4 primary partitions");
   let next = ALIGN;
   const partitions = disk.partitions.map((p, i) => {

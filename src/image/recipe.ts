@@ -15,6 +15,20 @@ export interface PartitionSpec {
   fs?: { type: "ext2" | "ext3" | "ext4"; label: string; mount: string };
   /** An LVM physical volume, created inside the guest at provisioning time. */
   lvm?: { vg: string };
+  /** A swap area made on the host with `mkswap -L`; fstab activates it by LABEL. */
+  swap?: { label: string };
+}
+
+/**
+ * One disk of an image. "msdos": a partition table with up to four primary
+ * partitions. "none": no partition table; the single entry of `partitions`
+ * is a filesystem on the whole disk (like a LUN formatted directly), and the
+ * first sector stays empty, so the firmware never takes the disk for a boot disk.
+ */
+export interface DiskSpec {
+  size: string;
+  label: "msdos" | "none";
+  partitions: PartitionSpec[];
 }
 
 export interface ImageRecipe {
@@ -24,7 +38,10 @@ export interface ImageRecipe {
   /** Debian packages on top of mmdebstrap's minbase variant. */
   packages: string[];
   hostname: string;
-  disk: { size: string; label: "msdos"; partitions: PartitionSpec[] };
+  /** The first disk (sda): the one the firmware boots and GRUB is installed on. */
+  disk: DiskSpec;
+  /** The image's further disks (sdb, sdc, ...), in order. Blank extra disks of a scenario come after them. */
+  moreDisks?: DiskSpec[];
   /** Kernel command line shared by GRUB and provisioning boots. */
   kernelCmdline: string;
   /** systemd units masked in the image because a lab guest never needs them. */
@@ -37,4 +54,14 @@ export interface ImageRecipe {
 
 export function recipe(r: ImageRecipe): ImageRecipe {
   return r;
+}
+
+/** All of a recipe's disks in guest order: sda, sdb, ... */
+export function recipeDisks(r: ImageRecipe): DiskSpec[] {
+  return [r.disk, ...(r.moreDisks ?? [])];
+}
+
+/** Guest device name of a disk (0 = sda) or of one of its partitions (0 = the whole disk). */
+export function guestDevice(diskIndex: number, partition = 0): string {
+  return `/dev/sd${String.fromCharCode(97 + diskIndex)}${partition || ""}`;
 }

@@ -198,8 +198,15 @@ export async function repairSwap(ctx: ScenarioContext): Promise<SwapRepair> {
   return { label, device, swaponError, swaponExitCode: r.exitCode, active };
 }
 
-/** Where / and /boot come from now. */
-export async function mounts(vm: Machine): Promise<{ root: string; boot: string }> {
-  const [root, boot] = (await vm.succeed("findmnt -no SOURCE /; findmnt -no SOURCE /boot")).trim().split("\n");
-  return { root: root!.trim(), boot: (boot ?? "").trim() };
+/**
+ * Where / and /boot come from now, and the serials of their disks (the lab's
+ * disk ids: "sdb" for the image's second disk, "newboot" for a replacement).
+ */
+export async function mounts(vm: Machine): Promise<{ root: string; boot: string; rootDisk: string; bootDisk: string }> {
+  const [root, boot] = (await vm.succeed("findmnt -no SOURCE /; findmnt -no SOURCE /boot")).trim().split("\n").map((l) => l.trim());
+  const serial = async (dev: string) => {
+    const parent = (await vm.succeed(`lsblk -no PKNAME ${dev}`)).trim() || dev.replace("/dev/", "");
+    return (await vm.succeed(`lsblk -dno SERIAL /dev/${parent}`)).trim();
+  };
+  return { root: root!, boot: boot ?? "", rootDisk: await serial(root!), bootDisk: boot ? await serial(boot) : "" };
 }

@@ -67,8 +67,10 @@ export function parseLvsJson(text: string): LvRow[] {
   }));
 }
 
+const LVS_JSON = "lvs --reportformat json -o lv_name,lv_attr,origin,snap_percent,lv_size --units b --nosuffix";
+
 export async function lvs(vm: Machine, vg: string): Promise<LvRow[]> {
-  const out = await vm.succeed(`lvs --reportformat json -o lv_name,lv_attr,origin,snap_percent,lv_size --units b --nosuffix ${vg}`, {
+  const out = await vm.succeed(`${LVS_JSON} ${vg}`, {
     hint: `does VG ${vg} exist? \`vgs\` lists them`,
   });
   return parseLvsJson(out);
@@ -141,12 +143,15 @@ export interface SnapshotState {
 
 /** How a snapshot stands now, from LVM and from the device mapper, after flushing pending writes. */
 export async function snapshotState(vm: Machine, vg: string, name: string): Promise<SnapshotState> {
-  await vm.succeed("sync");
-  const row = await snapshotRow(vm, vg, name);
-  const attr = parseLvAttr(row.attr);
-  const dmName = `${vg.replace(/-/g, "--")}-${name.replace(/-/g, "--")}`;
-  const dmStatus = (await vm.run(`dmsetup status ${dmName}`)).stdout.trim();
-  return { name, attr: row.attr, percent: row.snapPercent, invalid: attr.invalidSnapshot || /\bInvalid\b/.test(dmStatus), dmStatus };
+  const marker = "--- dmsetup status ---";
+  const out = await vm.succeed(`sync && ${LVS_JSON} ${vg} && echo '${marker}' && { dmsetup status ${dmName(vg, name)} || true; }`, {
+    hint: `does VG ${vg} exist? \`vgs\` lists them`,
+  });
+  const [json = "", dm = ""] = out.split(marker);
+  const row = parseLvsJson(json).find((r) => r.name === name);
+  if (!row) throw new VmlabError(`snapshot ${vg}/${name} does not exist`, { hint: `\`lvs ${vg}\` lists the volumes; was it removed or merged?` });
+  const dmStatus = dm.trim();
+  return { name, attr: row.attr, percent: row.snapPercent, invalid: parseLvAttr(row.attr).invalidSnapshot || /\bInvalid\b/.test(dmStatus), dmStatus };
 }
 
 /** Refuse to go on with a snapshot that can no longer be rolled back to. */
@@ -227,39 +232,44 @@ export async function teardownLoopVg(vm: Machine, d: LoopVg, mountpoints: string
   await vm.succeed(`losetup -d ${d.loop} && rm -f ${d.file}`);
 }
 
+/** The device-mapper name of a VG's LV (`<vg>-<lv>`, dashes in names doubled), or with no LV the prefix of all of the VG's. */
+export function dmName(vg: string, lv?: string): string {
+  const esc = (x: string) => x.replace(/-/g, "--");
+  return lv === undefined ? `${esc(vg)}-` : `${esc(vg)}-${esc(lv)}`;
+}
+
 export interface Leftovers {
   /** `losetup -a`, one line per loop device still attached. */
   loops: string[];
-  /** Device-mapper devices whose name starts with one of the given prefixes. */
+  /** Device-mapper devices that should be gone and are not. */
   dm: string[];
   /** The full `dmsetup ls`, for the report. */
   dmsetupLs: string;
 }
 
 /**
- * What is still attached after a procedure: loop devices, and device-mapper
- * devices of the given VGs (a VG's devices are named `<vg>-<lv>`, with dashes
- * in names doubled).
+ * What is still attached after a procedure: every loop device, and the
+ * device-mapper devices whose names start with one of `dmPrefixes` (see
+ * dmName: a whole VG, or one LV and its -cow/-real companions).
  */
-export async function leftovers(vm: Machine, vgs: string[]): Promise<Leftovers> {
+export async function leftovers(vm: Machine, dmPrefixes: string[]): Promise<Leftovers> {
   // udev may still be working on the last removals.
   await vm.run("udevadm settle --timeout=10");
   const loops = (await vm.succeed("losetup -a")).split("\n").filter((l) => l.trim());
   const dmsetupLs = (await vm.succeed("dmsetup ls")).trim();
-  const prefixes = vgs.map((v) => `${v.replace(/-/g, "--")}-`);
   const dm = dmsetupLs
     .split("\n")
     .map((l) => l.split(/\s+/)[0] ?? "")
-    .filter((n) => prefixes.some((p) => n.startsWith(p)));
+    .filter((n) => dmPrefixes.some((p) => n.startsWith(p)));
   return { loops, dm, dmsetupLs };
 }
 
-export async function expectNothingLeft(vm: Machine, vgs: string[]): Promise<Leftovers> {
-  const l = await leftovers(vm, vgs);
+export async function expectNothingLeft(vm: Machine, dmPrefixes: string[]): Promise<Leftovers> {
+  const l = await leftovers(vm, dmPrefixes);
   if (l.loops.length || l.dm.length) {
     throw new VmlabError("loop or device-mapper devices were left behind", {
       output: `losetup -a:\n${l.loops.join("\n") || "(none)"}\ndmsetup ls:\n${l.dmsetupLs}`,
-      hint: "deactivate the VGs (vgchange -an) before detaching their loop devices (losetup -d)",
+      hint: "unmount, deactivate the VGs (vgchange -an) and remove snapshots before detaching the loop devices (losetup -d)",
     });
   }
   return l;

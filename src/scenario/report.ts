@@ -36,5 +36,8 @@ export function junitXml(reports: ScenarioReport[]): string {
     const failures = r.steps.filter((s) => s.status === "failed").length + (r.verdict === "fail" ? 1 : 0);
     return `  <testsuite name="${xmlEscape(r.scenario)}" tests="${cases.length}" failures="${failures}" errors="0" time="${secs(r.durationMs)}" timestamp="${r.startedAt}">\n${cases.join("\n")}\n  </testsuite>`;
   });
-  return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="vmlab">\n${suites.join("\n")}\n</testsuites>\n`;
+  const tests = reports.reduce((n, r) => n + r.steps.length + 1, 0);
+  const failures = reports.reduce((n, r) => n + r.steps.filter((s) => s.status === "failed").length + (r.verdict === "fail" ? 1 : 0), 0);
+  const time = secs(reports.reduce((n, r) => n + r.durationMs, 0));
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="vmlab" tests="${tests}" failures="${failures}" errors="0" time="${time}">\n${suites.join("\n")}\n</testsuites>\n`;
 }

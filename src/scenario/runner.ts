@@ -6,6 +6,7 @@ import { chooseAccel } from "../host/kvm.ts";
 import { ensureImage, type BuiltImage } from "../image/build.ts";
 import { labKey } from "../image/keys.ts";
 import { defaultReportsDir } from "../paths.ts";
+import { keepMachine } from "../vm/kept.ts";
 import { expectBoot, Machine } from "../vm/machine.ts";
 import { ensureWarmState, machineDisks, profileFor } from "../vm/warm.ts";
 import { DataSet } from "./dataset.ts";
@@ -17,6 +18,8 @@ export interface RunOptions {
   /** Parent directory for this run's report directory. */
   reportDir?: string;
   onEvent?: (e: RunEvent) => void;
+  /** Leave the machine running after the run, always or only when the scenario failed (see src/vm/kept.ts). */
+  keep?: "always" | "on-failure";
 }
 
 function runId(name: string): string {
@@ -149,9 +152,16 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
       consoleTail: vm ? await vm.consoleTail(30, from) : undefined,
     };
   } finally {
-    for (const m of machines) await m.kill();
-    // Overlays hold gigabytes after a migration; the report keeps logs, not disks.
-    for (const f of await readdir(runDir)) if (f.endsWith(".qcow2") || f.endsWith(".raw")) await rm(join(runDir, f), { force: true });
+    const keep = opts.keep === "always" || (opts.keep === "on-failure" && report.verdict !== "pass");
+    for (const m of machines) {
+      if (keep && m.running) (report.kept ??= []).push(await keepMachine(m, report));
+      else await m.kill();
+    }
+    // Overlays hold gigabytes after a migration; the report keeps logs, not disks (a kept machine keeps its own).
+    const keptDisks = new Set(report.kept?.flatMap((k) => k.overlays));
+    for (const f of await readdir(runDir)) {
+      if ((f.endsWith(".qcow2") || f.endsWith(".raw")) && !keptDisks.has(join(runDir, f))) await rm(join(runDir, f), { force: true });
+    }
     report.durationMs = Date.now() - started;
     await writeFile(join(runDir, "report.json"), JSON.stringify(report, null, 2) + "\n");
     await writeFile(join(runDir, "junit.xml"), junitXml([report]));

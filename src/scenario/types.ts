@@ -1,4 +1,5 @@
 import type { BuiltImage } from "../image/build.ts";
+import type { KeptVm } from "../vm/kept.ts";
 import type { BootRecord, Machine } from "../vm/machine.ts";
 import type { DataCheck, DataSet } from "./dataset.ts";
 
@@ -78,6 +79,8 @@ export interface ScenarioReport {
   consoleLogs: string[];
   /** What each machine of the run used on the host: no two runs share any of it. */
   machines: { name: string; sshPort: number; qmpSocket: string; serialSocket: string; disks: string[]; backing?: string }[];
+  /** Machines left running after the run (`vmlab run --keep`), reached with `vmlab ssh|console|stop <id>`. */
+  kept?: KeptVm[];
 }
 
 export type RunEvent =

@@ -1,9 +1,10 @@
 import { execa, type ResultPromise } from "execa";
 import { createConnection, createServer, type Socket } from "node:net";
+import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { open, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { VmlabError } from "../errors.ts";
-import { classifyBoot, terminalOutcome, type BootClassification } from "../boot/classify.ts";
+import { classifyBoot, stalledAtHandover, terminalOutcome, type BootClassification } from "../boot/classify.ts";
 import { buildQemuArgs, type DiskAttachment, type QemuConfig } from "./qemu-args.ts";
 import { QmpClient } from "./qmp.ts";
 import { registerPid, unregisterPid } from "./reaper.ts";
@@ -71,10 +72,24 @@ export async function freePort(): Promise<number> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A file's text from a byte offset, trimmed; empty when it cannot be read. */
+function readSince(file: string, from: number): string {
+  try {
+    return readFileSync(file).subarray(from).toString("utf8").trim();
+  } catch {
+    return "";
+  }
+}
+
 /** ssh's messages for a connection that failed before the remote command started: safe to try again. */
 const NOT_STARTED = /Connection timed out during banner exchange|kex_exchange_identification|Connection refused|Connection timed out$/m;
 
 /** The default wait for a boot: generous under TCG, where a cold boot takes ~30 s. */
+/** How long the console may stay silent after the firmware jumps to a disk before the disk is judged to hold no boot code. */
+export function handoverSilenceMs(accel: "kvm" | "tcg"): number {
+  return accel === "kvm" ? 10_000 : 30_000;
+}
+
 export function defaultBootTimeoutMs(accel: "kvm" | "tcg"): number {
   return accel === "kvm" ? 90_000 : 240_000;
 }
@@ -89,6 +104,8 @@ export class Machine {
   readonly serialLog: string;
   readonly serialSocket: string;
   readonly qmpSocket: string;
+  /** QEMU's own messages (warnings, errors), appended at every start. */
+  readonly qemuLog: string;
   sshPort = 0;
   readonly boots: BootRecord[] = [];
   private proc?: ResultPromise;
@@ -96,6 +113,10 @@ export class Machine {
   private exited = true;
   private exitInfo = "";
   private hotplugs = 0;
+  /** Block nodes of hot-plugged disks by disk id, removed again when the disk is pulled. */
+  private readonly hotNodes = new Map<string, string>();
+  /** True only while resume() starts QEMU: any later start (after a power cut) boots from the disks. */
+  private resuming = false;
 
   constructor(opts: MachineOptions) {
     // Pin each disk to its SCSI target, so pulling one leaves the others where they were.
@@ -103,6 +124,7 @@ export class Machine {
     this.serialLog = join(opts.runDir, `${opts.name}.console.log`);
     this.serialSocket = join(opts.runDir, `${opts.name}.serial.sock`);
     this.qmpSocket = join(opts.runDir, `${opts.name}.qmp.sock`);
+    this.qemuLog = join(opts.runDir, `${opts.name}.qemu.log`);
   }
 
   get pid(): number | undefined {
@@ -134,7 +156,7 @@ export class Machine {
       sshPort: this.opts.network === false ? undefined : this.sshPort,
       kernel: this.opts.kernel,
       noReboot: this.opts.noReboot,
-      incomingFile: this.opts.incomingState,
+      incomingFile: this.resuming ? this.opts.incomingState : undefined,
     };
   }
 
@@ -179,21 +201,30 @@ export class Machine {
     for (let attempt = 1; ; attempt++) {
       if (this.opts.network !== false) this.sshPort = await freePort();
       const args = buildQemuArgs(this.config());
-      const proc = execa(qemu, args, { reject: false, stdin: "ignore", all: true, buffer: true });
+      // QEMU writes its own messages to a file, not a pipe, and runs in its own
+      // session: a machine kept after the run (see release) outlives this process.
+      const logFd = openSync(this.qemuLog, "a");
+      const logFrom = fstatSync(logFd).size;
+      const qemuOutput = () => readSince(this.qemuLog, logFrom);
+      // (execa's types take a descriptor number only as a literal, hence the cast)
+      const qemuFd = logFd as 3;
+      const proc = execa(qemu, args, { reject: false, stdin: "ignore", stdout: qemuFd, stderr: qemuFd, detached: true });
       if (!proc.pid) {
         const r = await proc;
+        closeSync(logFd);
         throw new VmlabError(`could not start ${qemu}`, {
           where: `machine ${this.opts.name}`,
-          output: String(r.all ?? r.shortMessage ?? ""),
+          output: qemuOutput() || String(r.shortMessage ?? ""),
           hint: "run `vmlab doctor` to check the host",
         });
       }
+      closeSync(logFd);
       registerPid(proc.pid, `qemu ${this.opts.name}`);
       this.proc = proc;
       this.exited = false;
       void proc.then((r) => {
         this.exited = true;
-        this.exitInfo = `exit code ${r.exitCode ?? r.signal}: ${String(r.all ?? "").trim()}`;
+        this.exitInfo = `exit code ${r.exitCode ?? r.signal}: ${qemuOutput()}`;
         if (proc.pid) unregisterPid(proc.pid);
       });
       try {
@@ -223,10 +254,20 @@ export class Machine {
     const started = Date.now();
     let classification: BootClassification | null = null;
     let lastSsh = 0;
+    let seen = -1;
+    let grewAt = Date.now();
     while (!classification) {
       const text = await this.consoleSince(from);
       classification = terminalOutcome(text);
       if (classification) break;
+      if (text.length !== seen) {
+        seen = text.length;
+        grewAt = Date.now();
+      } else if (Date.now() - grewAt > handoverSilenceMs(this.opts.accel.accel)) {
+        // GRUB's boot sector prints "GRUB loading." at once; silence after the hand-over means no boot code.
+        classification = stalledAtHandover(text);
+        if (classification) break;
+      }
       if (this.exited) {
         classification = classifyBoot(text, { timedOut: true });
         classification.evidence.push(`QEMU exited: ${this.exitInfo}`);
@@ -283,7 +324,12 @@ export class Machine {
     if (!this.opts.incomingState) throw new VmlabError(`machine ${this.opts.name} has no saved state to resume`);
     const from = await this.logOffset();
     const started = Date.now();
-    await this.start();
+    this.resuming = true;
+    try {
+      await this.start();
+    } finally {
+      this.resuming = false;
+    }
     const deadline = started + (opts.timeoutMs ?? 120_000);
     // The state was saved paused; once it is loaded, let the guest run.
     for (;;) {
@@ -409,6 +455,25 @@ export class Machine {
   }
 
   /**
+   * The guest's device node for one of the lab's disks, found by the serial
+   * the lab gives it. The kernel probes SCSI disks in parallel, so /dev/sda
+   * is not always the first disk: procedures name disks through this.
+   */
+  async guestDisk(id: string): Promise<string> {
+    const link = `/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_${id}`;
+    const r = await this.run(`udevadm settle; readlink -e ${link}`);
+    const dev = r.stdout.trim();
+    if (r.exitCode !== 0 || !dev) {
+      throw new VmlabError(`the guest has no disk with serial ${id}`, {
+        where: `machine ${this.opts.name}`,
+        output: (await this.run("ls -l /dev/disk/by-id/ 2>&1")).stdout,
+        hint: `the machine's disks: ${this.opts.disks.map((d) => d.id).join(", ")}`,
+      });
+    }
+    return dev;
+  }
+
+  /**
    * Pull a disk out of the running machine, like unplugging it (QMP
    * device_del). The guest sees it vanish; later starts leave it out too.
    */
@@ -421,6 +486,12 @@ export class Machine {
       await this.qmp!.waitForEvent("DEVICE_DELETED", timeoutMs, (e) => (e.data as { device?: string } | undefined)?.device === device);
     } catch (err) {
       throw new VmlabError(`disk ${id} was not released by the guest`, { where: `machine ${this.opts.name}`, cause: err, hint: "the guest must acknowledge a SCSI hot-unplug; is it still running?" });
+    }
+    // A disk from the command line goes with its device; a hot-plugged one leaves its block node behind.
+    const node = this.hotNodes.get(id);
+    if (node) {
+      await this.qmpExecute("blockdev-del", { "node-name": node });
+      this.hotNodes.delete(id);
     }
     this.opts.disks = this.opts.disks.filter((d) => d !== disk);
     return disk;
@@ -438,8 +509,9 @@ export class Machine {
       driver: disk.format,
       "node-name": node,
       "read-only": disk.readOnly ?? false,
-      file: { driver: "file", filename: disk.path },
+      file: { driver: "file", filename: resolve(disk.path) },
     });
+    this.hotNodes.set(disk.id, node);
     const used = new Set(this.opts.disks.map((d) => d.scsiId));
     let target = 0;
     while (used.has(target)) target++;
@@ -467,6 +539,21 @@ export class Machine {
     if (!this.exited) await this.kill();
     this.qmp?.close();
     this.qmp = undefined;
+  }
+
+  /**
+   * Let QEMU outlive this process, for a machine kept after its run: it is no
+   * longer ended on exit, and nothing here waits for it. Returns its pid; from
+   * now on the machine is reached through its sockets and SSH port only.
+   */
+  release(): number {
+    const p = this.proc;
+    if (!p?.pid || this.exited) throw new VmlabError(`machine ${this.opts.name} is not running, so it cannot be kept`, { output: this.exitInfo });
+    this.qmp?.close();
+    this.qmp = undefined;
+    unregisterPid(p.pid);
+    p.unref();
+    return p.pid;
   }
 
   /** End QEMU at once by its pid. Safe to call at any time. */

@@ -5,7 +5,8 @@
  *
  * A saved state is a pair, both read-only once made:
  *   sda.qcow2   a frozen overlay over the base image, exactly as the guest left it
- *               (and sdb.qcow2, ... for the profile's blank extra disks);
+ *               (sdb.qcow2, ... for the image's further disks, then for the
+ *               profile's blank extra disks);
  *   state.bin   QEMU's migration stream of the running guest.
  * Each run puts its own overlay on each disk and resumes state.bin, so runs in
  * parallel share both files and never write them.
@@ -36,9 +37,9 @@ export interface HardwareProfile {
 
 export const DEFAULT_PROFILE: HardwareProfile = { memoryMiB: 1024, smp: 2, extraDisks: [] };
 
-/** Guest disk ids in order: sda is the image's disk, then one per extra disk. */
-export function diskIds(profile: HardwareProfile): string[] {
-  return ["sda", ...profile.extraDisks.map((_, i) => `sd${String.fromCharCode(98 + i)}`)];
+/** Guest disk ids in order: the image's own disks (sda, ...), then one per blank extra disk. */
+export function diskIds(profile: HardwareProfile, imageDisks = 1): string[] {
+  return Array.from({ length: imageDisks + profile.extraDisks.length }, (_, i) => `sd${String.fromCharCode(97 + i)}`);
 }
 
 /** A profile for a scenario's hardware needs. */
@@ -51,13 +52,14 @@ export function profileFor(hw: { extraDisks?: string[]; memoryMiB?: number } = {
  * state's disks when warm, over the image and new blank disks when cold.
  */
 export async function machineDisks(runDir: string, image: BuiltImage, profile: HardwareProfile, warm?: WarmState): Promise<DiskAttachment[]> {
-  const ids = diskIds(profile);
+  const own = image.disks ?? [image.disk];
+  const ids = diskIds(profile, own.length);
   const out: DiskAttachment[] = [];
   for (const [i, id] of ids.entries()) {
     const path = join(runDir, `${id}.qcow2`);
     if (warm) await createOverlay(path, join(warm.dir, `${id}.qcow2`), { backingFormat: "qcow2" });
-    else if (i === 0) await createOverlay(path, image.disk, { backingFormat: "qcow2" });
-    else await createImage(path, { format: "qcow2", size: profile.extraDisks[i - 1]! });
+    else if (i < own.length) await createOverlay(path, own[i]!, { backingFormat: "qcow2" });
+    else await createImage(path, { format: "qcow2", size: profile.extraDisks[i - own.length]! });
     out.push({ path, format: "qcow2", id });
   }
   return out;

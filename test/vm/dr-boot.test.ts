@@ -1,0 +1,117 @@
+/**
+ * The MBR + /boot backup runbook and its 446-byte pitfall, run through the
+ * real `vmlab` command line on real guests, judged from report.json; and
+ * `vmlab inspect` on the cached base image.
+ */
+import { readFile, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { dir } from "tmp-promise";
+import { ensureImage } from "../../src/image/build.ts";
+import { loadRecipe } from "../../src/scenario/registry.ts";
+import type { ScenarioReport } from "../../src/scenario/types.ts";
+import { qemuPids, sha256File, vmlab } from "./helpers.ts";
+
+let reports = "";
+let bootdiskSums: string[] = [];
+let bootdiskDisks: string[] = [];
+
+async function onlyReport(parent: string, scenario: string): Promise<ScenarioReport> {
+  const runs = (await readdir(parent)).filter((d) => d.startsWith(`${scenario}-2`));
+  expect(runs).toHaveLength(1);
+  return JSON.parse(await readFile(join(parent, runs[0]!, "report.json"), "utf8"));
+}
+
+beforeAll(async () => {
+  const img = await ensureImage(await loadRecipe("debian12-bootdisk"));
+  bootdiskDisks = img.disks;
+  bootdiskSums = await Promise.all(img.disks.map(sha256File));
+  reports = (await dir({ unsafeCleanup: true })).path;
+});
+
+interface SwapFact {
+  label: string;
+  device: string;
+  swaponError: string;
+  active: string;
+}
+
+describe("MBR + /boot dd backup and restore on a real guest", () => {
+  it("vmlab inspect on the debian12-bios base image: three partitions at the offsets the image was built with", async () => {
+    const img = await ensureImage(await loadRecipe("debian12-bios"));
+    const r = await vmlab(["inspect", "--json", "debian12-bios"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const json = JSON.parse(r.stdout) as { disks: { path: string; label: string; partitions: { number: number; startSector: number; sizeSectors: number; type: string; offsetBytes: number }[] }[] };
+    expect(json.disks).toHaveLength(1);
+    expect(json.disks[0]!.path).toBe(img.disk);
+    expect(json.disks[0]!.label).toBe("dos");
+    // meta.json records the layout sfdisk wrote, which is what sfdisk --json shows in the guest.
+    expect(json.disks[0]!.partitions.map((p) => [p.number, p.startSector, p.sizeSectors, p.type, p.offsetBytes])).toEqual(
+      img.meta.partitions.map((p) => [p.index, p.startSector, p.sizeSectors, p.type, p.startSector * 512]),
+    );
+    expect(json.disks[0]!.partitions.map((p) => p.type)).toEqual(["83", "83", "8e"]);
+    const text = await vmlab(["inspect", img.disk]);
+    expect(text.stdout).toContain(`offset=${img.meta.partitions[1]!.startSector * 512},sizelimit=${img.meta.partitions[1]!.sizeSectors * 512}`);
+  });
+
+  it("mbr-boot-restore: backup, blank disk, dd back, firmware boot from the new disk, swap remade, data intact", async () => {
+    const r = await vmlab(["run", "mbr-boot-restore", "--report-dir", reports]);
+    const report = await onlyReport(reports, "mbr-boot-restore");
+    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(report.verdict).toBe("pass");
+    expect(report.boots.map((b) => [b.reason, b.via, b.outcome])).toEqual([
+      ["resume", "saved-state", "ssh"],
+      ["reboot", "firmware", "ssh"],
+    ]);
+    expect(report.boots[1]!.reached).toMatchObject({ firmware: true, grub: true, kernel: true, initramfs: true });
+    const f = report.facts as Record<string, any>;
+    // Up to the swap partition of the 1 GiB boot disk: sda2 starts right after the 256 MiB /boot.
+    expect(f.backup).toMatchObject({ sectors: 2048 + 524288, reason: "start of swap partition 2" });
+    expect(f.mountsBefore).toEqual({ root: "/dev/sdb", boot: "/dev/sda1", rootDisk: "sdb", bootDisk: "sda" });
+    expect(f.refusedSmaller.message).toMatch(/too small/);
+    expect(f.refusedSmaller.untouched).toBe(true);
+    expect(f.restored).toEqual({ tableMatches: true, sha256Matches: true });
+    // /boot from the replacement disk (its serial is the lab's disk id), / still from the second disk.
+    expect(f.mountsAfter).toMatchObject({ bootDisk: "newboot", rootDisk: "sdb" });
+    expect(f.mountsAfter.boot).toMatch(/^\/dev\/sd[a-z]1$/);
+    const swap = f.swap as SwapFact;
+    expect(swap.label).toBe("SWAP-sda2");
+    expect(swap.swaponError).toMatch(/cannot find.*LABEL=SWAP-sda2/);
+    expect(swap.active).toContain(swap.device);
+    expect(f.data).toMatchObject({ intact: true, missing: [], changed: [] });
+    expect(f.data.files).toBeGreaterThan(200);
+  });
+
+  it("mbr-446-pitfall: only 446 bytes leave no bootable disk (classified); the whole backup from the host boots", async () => {
+    const r = await vmlab(["run", "mbr-446-pitfall", "--report-dir", reports]);
+    const report = await onlyReport(reports, "mbr-446-pitfall");
+    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(report.kind).toBe("twin");
+    expect(report.boots.map((b) => [b.reason, b.via])).toEqual([
+      ["resume", "saved-state"],
+      ["reboot", "firmware"],
+      ["start", "firmware"],
+    ]);
+    const failed = report.boots[1]!;
+    expect(failed.outcome).toBe("no-bootable-device");
+    expect(failed.reached.grub).toBe(false);
+    expect(failed.evidence.join("\n")).toMatch(/No bootable device/);
+    const f = report.facts as Record<string, any>;
+    expect(f.after446.signature).toBe("00 00");
+    expect(f.after446.partitionTable).toMatch(/^none/);
+    expect(f.observedFailure).toMatchObject({ kind: "boot", outcome: "no-bootable-device" });
+    expect(f.refusedSmaller).toMatchObject({ untouched: true });
+    expect(f.refusedSmaller.message).toMatch(/too small/);
+    expect(f.hostRestore.verified).toBe(true);
+    expect(report.boots[2]!.outcome).toBe("ssh");
+    expect(report.boots[2]!.reached).toMatchObject({ firmware: true, grub: true, kernel: true });
+    expect(f.mountsAfter).toMatchObject({ bootDisk: "newboot", rootDisk: "sdb" });
+    expect((f.swap as SwapFact).active).toContain((f.swap as SwapFact).device);
+    expect(f.data).toMatchObject({ intact: true, missing: [], changed: [] });
+  });
+
+  it("left the cached images unchanged and no QEMU running", async () => {
+    expect(await Promise.all(bootdiskDisks.map(sha256File))).toEqual(bootdiskSums);
+    expect(await qemuPids()).toEqual([]);
+  });
+});

@@ -1,0 +1,115 @@
+/**
+ * Keeping a machine after its run and stepping into it, on real guests,
+ * through the real `vmlab` command line: the kept QEMU outlives `vmlab run`,
+ * `ssh` passes exit codes through, `console` reaches the login prompt and
+ * detaches with Ctrl-], `stop` leaves no QEMU; and a kept QEMU killed from
+ * outside is reported dead and cleaned, never shown alive.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dir, type DirectoryResult } from "tmp-promise";
+import { projectRoot } from "../../src/paths.ts";
+import { keptDir, liveness, stopKept, type KeptVm } from "../../src/vm/kept.ts";
+import { vmlab } from "./helpers.ts";
+
+let reports: DirectoryResult;
+/** Every machine this file kept, stopped at the end whatever happened. */
+const kept: KeptVm[] = [];
+
+beforeAll(async () => {
+  reports = await dir({ unsafeCleanup: true, prefix: "vmlab-keep-" });
+});
+
+afterAll(async () => {
+  for (const e of kept) await stopKept(e, 5000).catch(() => undefined);
+  await reports.cleanup();
+});
+
+/** Whether a QEMU process of this machine still exists (not a zombie, and with its own socket on its command line). */
+function qemuOf(e: KeptVm): boolean {
+  return liveness(e).alive;
+}
+
+async function keepSmoke(): Promise<KeptVm> {
+  const r = await vmlab(["run", "--keep=always", "smoke", "--report-dir", reports.path]);
+  const id = /^ {2}kept: (\S+) /m.exec(r.stdout)?.[1];
+  if (id) kept.push(JSON.parse(readFileSync(join(keptDir(), `${id}.json`), "utf8")) as KeptVm);
+  expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
+  expect(id, r.stdout).toBeDefined();
+  expect(r.stdout).toContain(`vmlab ssh ${id}`);
+  expect(r.stdout).toContain(`vmlab console ${id}`);
+  expect(r.stdout).toContain(`vmlab stop ${id}`);
+  return kept.at(-1)!;
+}
+
+describe("vmlab run --keep on a real guest", () => {
+  it("keeps the machine past the run; ssh, console and stop reach it; stop leaves no QEMU", async () => {
+    const e = await keepSmoke();
+    // `vmlab run` has exited; its QEMU goes on, with its disk.
+    expect(qemuOf(e)).toBe(true);
+    expect(e.overlays.length).toBeGreaterThan(0);
+    for (const o of e.overlays) expect(existsSync(o)).toBe(true);
+
+    const ps = await vmlab(["ps", "--json"]);
+    expect(ps.exitCode, ps.stderr).toBe(0);
+    expect(JSON.parse(ps.stdout)).toContainEqual(expect.objectContaining({ id: e.id, scenario: "smoke", alive: true, pid: e.pid, sshPort: e.sshPort }));
+    expect((await vmlab(["ps"])).stdout).toMatch(new RegExp(`^${e.id}\\s+smoke\\s+pass\\s+running`, "m"));
+
+    const seven = await vmlab(["ssh", e.id, "exit 7"]);
+    expect(seven.exitCode, seven.stderr).toBe(7);
+    const host = await vmlab(["ssh", e.id, "cat", "/etc/hostname"]);
+    expect(host.exitCode, host.stderr).toBe(0);
+    expect(host.stdout.trim()).toBe("vmlab");
+    // The data set the scenario seeded is on the kept machine's disk.
+    expect((await vmlab(["ssh", e.id, "test -d /srv/vmlab-data"])).exitCode).toBe(0);
+
+    // The serial console, with input from a pipe: Enter brings the login prompt, Ctrl-] detaches.
+    const con = execa("node", [join(projectRoot, "lab/vmlab.mjs"), "console", e.id], { reject: false, stdin: "pipe", env: { ...process.env, CI: "true" } });
+    let seen = "";
+    con.stdout!.on("data", (d: Buffer) => (seen += d.toString()));
+    const deadline = Date.now() + 60_000;
+    while (!/login:/.test(seen) && Date.now() < deadline) {
+      con.stdin!.write("\n");
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    con.stdin!.write("\x1d");
+    const c = await con;
+    expect(seen).toMatch(/vmlab login:/);
+    expect(c.exitCode, c.stderr).toBe(0);
+    expect(c.stderr).toContain("Ctrl-] detaches");
+    // Detaching did not stop the machine.
+    expect(qemuOf(e)).toBe(true);
+    expect((await vmlab(["ssh", e.id, "true"])).exitCode).toBe(0);
+
+    const stop = await vmlab(["stop", e.id]);
+    expect(stop.exitCode, stop.stderr).toBe(0);
+    expect(stop.stdout).toContain(`${e.id}: stopped`);
+    expect(qemuOf(e)).toBe(false);
+    const pgrep = await execa("pgrep", ["-f", e.qmpSocket], { reject: false });
+    expect(pgrep.stdout.trim()).toBe("");
+    for (const o of e.overlays) expect(existsSync(o)).toBe(false);
+    expect(existsSync(join(keptDir(), `${e.id}.json`))).toBe(false);
+    expect(existsSync(join(e.reportDir, "report.json"))).toBe(true);
+    expect(JSON.parse((await vmlab(["ps", "--json"])).stdout)).not.toContainEqual(expect.objectContaining({ id: e.id }));
+    // Once stopped, the id is gone.
+    expect((await vmlab(["ssh", e.id, "true"])).exitCode).toBe(2);
+  });
+
+  it("a kept machine whose QEMU was killed from outside shows as dead, then is cleaned", async () => {
+    const e = await keepSmoke();
+    expect(qemuOf(e)).toBe(true);
+    process.kill(e.pid, "SIGKILL");
+    for (let i = 0; i < 50 && qemuOf(e); i++) await new Promise((r) => setTimeout(r, 100));
+    const ps = await vmlab(["ps", "--json"]);
+    expect(ps.exitCode, ps.stderr).toBe(0);
+    expect(JSON.parse(ps.stdout)).toContainEqual(expect.objectContaining({ id: e.id, alive: false, cleaned: true }));
+    for (const o of e.overlays) expect(existsSync(o)).toBe(false);
+    expect(existsSync(join(keptDir(), `${e.id}.json`))).toBe(false);
+    expect(JSON.parse((await vmlab(["ps", "--json"])).stdout)).not.toContainEqual(expect.objectContaining({ id: e.id }));
+    // The report and the console log stay.
+    expect(existsSync(join(e.reportDir, "report.json"))).toBe(true);
+    expect(existsSync(e.serialLog)).toBe(true);
+  });
+});

@@ -1,0 +1,123 @@
+/**
+ * The migrations, each with its negative twin, through the real `vmlab`
+ * command line on real guests. Each pair runs at once (`--jobs 2`). The
+ * assertions read report.json: every boot's path and classified outcome,
+ * where `/` lives afterwards and what it is, and the data set's checksums.
+ */
+import { readFile, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { dir } from "tmp-promise";
+import type { ScenarioReport } from "../../src/scenario/types.ts";
+import { qemuPids, vmlab } from "./helpers.ts";
+
+let reports = "";
+beforeAll(async () => {
+  reports = (await dir({ unsafeCleanup: true })).path;
+});
+
+/** Run scenarios in one `vmlab run`; returns the exit code and each scenario's report. */
+async function run(names: string[]): Promise<{ exitCode: number; output: string; report: Record<string, ScenarioReport> }> {
+  const out = join(reports, names[0]!);
+  const r = await vmlab(["run", "--jobs", String(Math.min(2, names.length)), ...names, "--report-dir", out]);
+  const report: Record<string, ScenarioReport> = {};
+  for (const d of await readdir(out)) {
+    const rep = JSON.parse(await readFile(join(out, d, "report.json"), "utf8")) as ScenarioReport;
+    report[rep.scenario] = rep;
+  }
+  return { exitCode: r.exitCode ?? -1, output: `${r.stdout}\n${r.stderr}`, report };
+}
+
+const boots = (r: ScenarioReport) => r.boots.map((b) => `${b.reason}/${b.via}/${b.outcome}${b.detail ? `(${b.detail})` : ""}`);
+const intact = (d: unknown) => d as { intact: boolean; files: number };
+
+describe("root → mdraid1", () => {
+  it("the migration boots from the mirror, then from each disk alone; the twin with GRUB on one disk does not boot without it", async () => {
+    const { exitCode, output, report } = await run(["root-to-mdraid1", "root-to-mdraid1-grub-one-disk"]);
+    expect(exitCode, output).toBe(0);
+    const good = report["root-to-mdraid1"]!;
+    expect(good.verdict, good.error?.message).toBe("pass");
+    expect(boots(good)).toEqual(["resume/saved-state/ssh", "reboot/firmware/ssh", "reboot/firmware/ssh", "start/firmware/ssh"]);
+    expect(good.facts.root).toMatchObject({ device: "/dev/md1", fstype: "ext3" });
+    const arrays = good.facts.arrays as { md: string; up: number; total: number; map: string }[];
+    expect(arrays.map((a) => [a.md, a.up, a.total, a.map]).sort()).toEqual([
+      ["/dev/md0", 2, 2, "UU"],
+      ["/dev/md1", 2, 2, "UU"],
+    ]);
+    expect(intact(good.facts.data).intact).toBe(true);
+    // Both single-disk boots: degraded (1 of 2), root on the array, data intact.
+    const single = good.facts.singleDiskBoots as { without: string; outcome: string; root: string; arrays: string[]; data: string }[];
+    expect(single.map((s) => [s.without, s.outcome, s.root])).toEqual([
+      ["sda", "ssh", "/dev/md1"],
+      ["sdb", "ssh", "/dev/md1"],
+    ]);
+    for (const s of single) {
+      expect(s.arrays).toHaveLength(2);
+      for (const a of s.arrays) expect(a).toMatch(/\[(U_|_U)\]$/);
+      expect(s.data).toMatch(/^intact/);
+    }
+
+    const twin = report["root-to-mdraid1-grub-one-disk"]!;
+    expect(twin.kind).toBe("twin");
+    expect(twin.verdict, twin.error?.message).toBe("pass");
+    // With both disks it boots (from sda); with sda pulled, sdb's boot sector holds no boot code.
+    expect(boots(twin)).toEqual(["resume/saved-state/ssh", "reboot/firmware/ssh", "reboot/firmware/no-bootable-device(no-boot-code)"]);
+    expect(twin.facts.observedFailure).toMatchObject({ without: "sda", outcome: "no-bootable-device" });
+    expect(await qemuPids()).toEqual([]);
+  });
+});
+
+describe("ext3 → btrfs by copy", () => {
+  it("the copy boots btrfs read-write with the data intact; without an initramfs rebuild the boot fails", async () => {
+    const { exitCode, output, report } = await run(["ext3-to-btrfs-copy", "ext3-to-btrfs-copy-no-initramfs"]);
+    expect(exitCode, output).toBe(0);
+    const good = report["ext3-to-btrfs-copy"]!;
+    expect(good.verdict, good.error?.message).toBe("pass");
+    expect(boots(good)).toEqual(["resume/saved-state/ssh", "reboot/firmware/ssh"]);
+    expect(good.facts.root).toMatchObject({ device: "/dev/mapper/sys-root", fstype: "btrfs" });
+    expect(String(good.facts.rootOptions)).toMatch(/(^|,)rw(,|$)/);
+    expect(intact(good.facts.data).intact).toBe(true);
+
+    const twin = report["ext3-to-btrfs-copy-no-initramfs"]!;
+    expect(twin.verdict, twin.error?.message).toBe("pass");
+    const failed = twin.boots.at(-1)!;
+    expect(failed.via).toBe("firmware");
+    expect(failed.outcome).not.toBe("ssh");
+    expect(twin.facts.observedFailure).toMatchObject({ kind: "boot", outcome: failed.outcome });
+  });
+});
+
+describe("ext3 → btrfs in place", () => {
+  it("btrfs-convert from a temporary root boots btrfs; btrfs-convert -r boots ext3 again; data intact both times", async () => {
+    const { exitCode, output, report } = await run(["ext3-to-btrfs-convert"]);
+    expect(exitCode, output).toBe(0);
+    const r = report["ext3-to-btrfs-convert"]!;
+    expect(r.verdict, r.error?.message).toBe("pass");
+    expect(boots(r)).toEqual(["resume/saved-state/ssh", "reboot/firmware/ssh", "reboot/firmware/ssh"]);
+    expect(r.facts.rootAfterConvert).toMatchObject({ device: "/dev/sda2", fstype: "btrfs" });
+    expect(r.facts.rootAfterRollback).toMatchObject({ device: "/dev/sda2", fstype: "ext3" });
+    expect(intact(r.facts.dataAfterConvert).intact).toBe(true);
+    expect(intact(r.facts.dataAfterRollback).intact).toBe(true);
+  });
+});
+
+describe("shrink the root filesystem", () => {
+  it("filesystem first boots a 1200 MiB root with the data intact; partition first is caught by fsck and the boot", async () => {
+    const { exitCode, output, report } = await run(["shrink-root", "shrink-root-container-first"]);
+    expect(exitCode, output).toBe(0);
+    const good = report["shrink-root"]!;
+    expect(good.verdict, good.error?.message).toBe("pass");
+    expect(boots(good)).toEqual(["resume/saved-state/ssh", "reboot/firmware/ssh"]);
+    expect(good.facts.root).toMatchObject({ device: "/dev/sda2", fstype: "ext3" });
+    expect(good.facts.sizes).toEqual({ partitionBytes: 1200 * 2 ** 20, filesystemBytes: 1200 * 2 ** 20 });
+    expect(good.facts.fsck).toMatchObject({ exitCode: 0 });
+    expect(Number(good.facts.usedBytesBefore)).toBeGreaterThan(600 * 2 ** 20);
+    expect(intact(good.facts.data).intact).toBe(true);
+
+    const twin = report["shrink-root-container-first"]!;
+    expect(twin.verdict, twin.error?.message).toBe("pass");
+    const seen = twin.facts.observedFailure as { fsckExit: number; boot: { outcome: string } };
+    expect(seen.fsckExit).not.toBe(0);
+    expect(seen.boot.outcome).not.toBe("ssh");
+  });
+});
