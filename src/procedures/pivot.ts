@@ -118,8 +118,11 @@ export async function restartOnNewRoot(vm: Machine, q: Quiesced, log: Log): Prom
   log(`new SSH session works; / is ${again}`);
   if (q.stopped.length) await vm.succeed(`systemctl start ${q.stopped.join(" ")}`);
   if (q.journalRelinquished) await vm.succeed("journalctl --flush");
-  // Everything else still running from the old root gets restarted too.
-  const units = await unitsUsing(vm, OLD_ROOT);
+  // Everything else still running from the old root gets restarted too, and so
+  // does every service with a mount namespace of its own (PrivateTmp=,
+  // ProtectSystem=...): its copy of the mount table still holds the old root,
+  // which keeps the old root's device busy although nothing shows under OLD_ROOT.
+  const units = [...new Set([...(await unitsUsing(vm, OLD_ROOT)), ...(await unitsSeeing(vm, OLD_ROOT))])];
   if (units.length) {
     log(`restarting on the new root: ${units.join(", ")}`);
     await vm.succeed(`systemctl restart ${units.join(" ")}`);
@@ -134,6 +137,18 @@ async function unitsUsing(vm: Machine, path: string): Promise<string[]> {
     if (unit && unit.endsWith(".service") && !KEEP_RUNNING.test(unit)) units.add(unit);
   }
   return [...units];
+}
+
+/** Services whose processes have the filesystem mounted at `mountpoint` mounted in their own mount namespace. */
+async function unitsSeeing(vm: Machine, mountpoint: string): Promise<string[]> {
+  const out = await vm.run(`d=$(findmnt -no MAJ:MIN ${mountpoint} | head -n 1 | tr -d ' ')
+[ -n "$d" ] || exit 0
+init=$(readlink /proc/1/ns/mnt)
+for p in /proc/[0-9]*; do
+  [ "$(readlink $p/ns/mnt 2>/dev/null)" = "$init" ] && continue
+  awk -v d="$d" '$3 == d {f = 1} END {exit !f}' $p/mountinfo 2>/dev/null && ps -o unit= -p \${p#/proc/}
+done | sort -u`);
+  return out.stdout.split("\n").map((u) => u.trim()).filter((u) => u.endsWith(".service") && !KEEP_RUNNING.test(u));
 }
 
 /** Runbook step 12.2: unmount the old root; lazily if something still holds it. */

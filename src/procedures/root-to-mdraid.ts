@@ -8,6 +8,7 @@
 import { VmlabError } from "../errors.ts";
 import type { ScenarioContext } from "../scenario/types.ts";
 import type { Machine } from "../vm/machine.ts";
+import { expectReleased } from "./temp-root.ts";
 import { NEW_ROOT, pivotInto, releaseOldRoot, remountRootReadOnly, restartOnNewRoot, stopRootWriters, type Quiesced } from "./pivot.ts";
 
 /** One partition of the source disk that becomes an array. */
@@ -178,7 +179,11 @@ export async function rootToMdraid(ctx: ScenarioContext, o: RootToMdraidOptions)
   await step(`pivot_root into ${root.md}`, () => pivotInto(vm, root.md, log));
   await step("restart init (telinit u) and sshd on the new root; new SSH session", () => restartOnNewRoot(vm, q, log));
   await step("write on the new root", () => vm.succeed(`mkdir -p $(dirname ${MD_MARKER}) && date -u > ${MD_MARKER} && sync`));
-  await step("unmount the old root", () => releaseOldRoot(vm, log));
+  await step("unmount the old root", async () => {
+    if ((await releaseOldRoot(vm, log)) === "lazy") await vm.succeed("sleep 2");
+    // Its partition becomes the second half of the root's array: nothing may hold it.
+    await expectReleased(vm, partition(o.source, root.part));
+  });
 
   await step("fix fstab (and check mtab)", async () => {
     for (const m of o.mirrors) {
