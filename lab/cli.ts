@@ -127,7 +127,7 @@ async function cmdList(args: string[]): Promise<number> {
   } else if (values.names || values.shard !== undefined) {
     for (const s of scenarios) out(s.name);
   } else {
-    for (const s of scenarios) out(`${s.name.padEnd(28)} ${(s.tags ?? []).join(",").padEnd(20)} ${s.description}`);
+    table(scenarios.map((s) => [s.name, (s.tags ?? []).join(","), s.description]));
   }
   return 0;
 }
@@ -272,8 +272,7 @@ async function cmdPs(args: string[]): Promise<number> {
   for (const e of shown) {
     rows.push([e.id, e.scenario, e.verdict, e.alive ? "running" : "dead, cleaned", age(e.keptAt), e.sshPort ? `127.0.0.1:${e.sshPort}` : "-", String(e.pid), e.reportDir]);
   }
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  for (const r of rows) out(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  "));
+  table(rows);
   for (const e of shown) if (!e.alive) process.stderr.write(`${e.id}: ${e.why}; its disks and entry were removed\n`);
   return 0;
 }
@@ -460,4 +459,10 @@ try {
     process.stderr.write(`vmlab: unexpected error: ${(err as Error)?.stack ?? err}\n`);
     process.exitCode = 1;
   }
+}
+
+/** Rows as aligned columns; the last column runs free. */
+function table(rows: string[][]): void {
+  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) out(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  "));
 }

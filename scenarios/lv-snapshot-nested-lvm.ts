@@ -1,4 +1,5 @@
 import { scenario } from "../src/scenario/types.ts";
+import type { Machine } from "../src/vm/machine.ts";
 import { VmlabError } from "../src/errors.ts";
 import { dmName, expectNothingLeft, lvsTable, removeSnapshot, takeSnapshot } from "../src/procedures/lvm-snapshot.ts";
 import { attachAtOffset, partition, readPartitionTable } from "../src/procedures/offset-mount.ts";
@@ -17,7 +18,7 @@ const VM_ROOT = "/mnt/vm02";
 const SNAP_MOUNT = "/mnt/vm02-snap";
 
 /** `vgs` rows, with the warnings LVM prints about them. */
-async function vgsWithUuids(vm: Parameters<typeof treeSums>[0]) {
+async function vgsWithUuids(vm: Machine): Promise<{ rows: { name: string; uuid: string; pv: string }[]; warnings: string }> {
   const r = await vm.run("vgs --noheadings -o vg_name,vg_uuid,pv_name");
   const rows = r.stdout
     .split("\n")
@@ -103,7 +104,7 @@ cd ${VM_ROOT} && mkdir -p etc var/lib/db && echo vm02 > etc/hostname && head -c 
       record("nameClash", { vgs: same, warnings: vgs.warnings, vgchange: { command: `vgchange -ay ${HOST_VG}`, exitCode: activate.exitCode, stderr: activate.stderr.trim() } });
     });
 
-    await step(`resolve: vgimportclone --basevgname ${CLONE_VG} ${"<loop>"}, activate, mount read-only, verify`, async () => {
+    await step(`resolve: vgimportclone --basevgname ${CLONE_VG} on the loop device, activate, mount read-only, verify`, async () => {
       const hostUuid = (await vgsWithUuids(vm)).rows.find((r) => r.name === HOST_VG && r.pv !== loop)?.uuid;
       await vm.succeed(`vgimportclone --basevgname ${CLONE_VG} ${loop}`, { hint: "vgimportclone needs a writable device: the loop device must not be --read-only" });
       const vgs = await vgsWithUuids(vm);
