@@ -1,12 +1,12 @@
 import { VmlabError } from "../src/errors.ts";
 import { DEFAULT_MIRRORS, rootToMdraid } from "../src/procedures/root-to-mdraid.ts";
 import { scenario } from "../src/scenario/types.ts";
-import { expectBoot } from "../src/vm/machine.ts";
 
 /**
  * Negative twin of root-to-mdraid1: GRUB goes onto the first disk only, the
- * habit of a single-disk server. Both disks present, the machine boots, and
- * the mirror looks healthy. Pull the disk with GRUB and the other one, though
+ * habit of a single-disk server. Both disks present, the machine would boot
+ * (root-to-mdraid1 proves that much) and the mirror looks healthy. Pull the
+ * disk with GRUB, though, and the other one, although
  * it holds a complete copy of /boot and /, has no boot code: the firmware
  * hands over to an empty boot sector. The twin passes only when the lab
  * classifies that boot as a failure.
@@ -24,7 +24,6 @@ export default scenario({
     const [source, target] = [await vm.guestDisk("sda"), await vm.guestDisk("sdb")];
     log(`lab disk sda is ${source} in the guest, sdb is ${target}`);
     await rootToMdraid(ctx, { source, target, mirrors: DEFAULT_MIRRORS, skip: ["grub-on-target"] });
-    await step("reboot through firmware with both disks", async () => expectBoot(vm, await vm.reboot(), "ssh"));
     const boot = await step("pull sda through QMP, reboot from sdb alone", async () => {
       await vm.detachDisk("sda");
       return vm.reboot();

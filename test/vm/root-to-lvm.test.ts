@@ -1,5 +1,6 @@
 /**
- * The flagship rehearsal and its negative twin, run through the real `vmlab`
+ * The flagship rehearsal and its negative twin, and two runs of one scenario
+ * at once, through the real `vmlab`
  * command line on real guests: exit codes, report.json, junit.xml, the base
  * image left untouched, and no QEMU left behind.
  */
@@ -21,7 +22,8 @@ let warmDiskSum = "";
 let reports = "";
 
 async function onlyReport(parent: string, scenario: string): Promise<ScenarioReport> {
-  const runs = (await readdir(parent)).filter((d) => d.startsWith(`${scenario}-`));
+  // Run directories are <scenario>-<UTC time>-<random>: the time starts with the year.
+  const runs = (await readdir(parent)).filter((d) => d.startsWith(`${scenario}-2`));
   expect(runs).toHaveLength(1);
   return JSON.parse(await readFile(join(parent, runs[0]!, "report.json"), "utf8"));
 }
@@ -36,35 +38,18 @@ beforeAll(async () => {
 });
 
 describe("root-to-lvm on a real guest", () => {
-  it("two runs at once: each moves / into sys-root, boots it through firmware, keeps the data, and shares nothing with the other", async () => {
-    const r = await vmlab(["run", "--jobs", "2", "root-to-lvm", "root-to-lvm", "--report-dir", reports]);
-    const runs = (await readdir(reports)).filter((d) => d.startsWith("root-to-lvm-2"));
+  it("two runs of one scenario at once share no port, socket, overlay or report directory, and both pass", async () => {
+    const out = join(reports, "isolation");
+    const r = await vmlab(["run", "--jobs", "2", "smoke", "smoke", "--report-dir", out]);
+    const runs = await readdir(out);
     expect(runs).toHaveLength(2);
-    const both: ScenarioReport[] = await Promise.all(runs.map(async (d) => JSON.parse(await readFile(join(reports, d, "report.json"), "utf8"))));
+    const both: ScenarioReport[] = await Promise.all(runs.map(async (d) => JSON.parse(await readFile(join(out, d, "report.json"), "utf8"))));
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
     for (const report of both) {
       expect(report.verdict).toBe("pass");
-      // Started from the saved warm state; the reboot after the migration went through SeaBIOS, GRUB and the initramfs.
-      expect(report.boots.map((b) => [b.reason, b.via, b.outcome])).toEqual([
-        ["resume", "saved-state", "ssh"],
-        ["reboot", "firmware", "ssh"],
-      ]);
-      expect(report.boots[1]!.reached).toMatchObject({ firmware: true, grub: true, kernel: true, initramfs: true });
-      const root = report.facts.root as { device: string; fstype: string; sizeBytes: number };
-      expect(root.device).toBe("/dev/mapper/sys-root");
-      expect(root.fstype).toBe("ext3");
-      expect(root.sizeBytes / 2 ** 30).toBeGreaterThan(2.8);
-      const data = report.facts.data as { intact: boolean; files: number };
-      expect(data.intact).toBe(true);
-      expect(data.files).toBeGreaterThan(200);
-      const junit = await readFile(join(report.runDir, "junit.xml"), "utf8");
-      expect(junit).toContain('<testsuite name="root-to-lvm"');
-      expect(junit).not.toContain("<failure");
-      expect(await readFile(report.consoleLogs[0]!, "utf8")).toContain("GRUB");
-      // The old root was relabelled: nothing else answers to the root's UUID or LABEL.
-      expect(report.facts.rootIdentity).toMatchObject({ sameUuid: ["/dev/mapper/sys-root"], sameLabel: ["/dev/mapper/sys-root"] });
+      expect(report.boots.map((b) => [b.reason, b.via, b.outcome])).toEqual([["resume", "saved-state", "ssh"]]);
+      expect((report.facts.data as { intact: boolean }).intact).toBe(true);
     }
-    // Isolation: no port, socket, overlay or report directory in common.
     const [a, b] = both.map((x) => x.machines[0]!);
     expect(a!.sshPort).not.toBe(b!.sshPort);
     expect(a!.qmpSocket).not.toBe(b!.qmpSocket);
@@ -76,13 +61,36 @@ describe("root-to-lvm on a real guest", () => {
     expect(await sha256File(a!.backing!)).toBe(warmDiskSum);
   });
 
-  it("twin without relabelling the old root: the lab sees two filesystems with the root's identity, or the old root booted", async () => {
-    const r = await vmlab(["run", "root-to-lvm-no-relabel", "--report-dir", reports]);
-    const report = await onlyReport(reports, "root-to-lvm-no-relabel");
+  it("the flagship moves / into sys-root and boots it through firmware with the data intact; its twin without the relabel is caught", async () => {
+    const r = await vmlab(["run", "--jobs", "2", "root-to-lvm", "root-to-lvm-no-relabel", "--report-dir", reports]);
+    const report = await onlyReport(reports, "root-to-lvm");
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
-    expect(report.kind).toBe("twin");
-    expect(report.boots.at(-1)).toMatchObject({ via: "firmware", reason: "reboot" });
-    const seen = report.facts.observedFailure as { kind: string; root?: string; sameUuid?: string[]; writtenAfterMigration?: string; outcome?: string };
+    expect(report.verdict).toBe("pass");
+    // Started from the saved warm state; the reboot after the migration went through SeaBIOS, GRUB and the initramfs.
+    expect(report.boots.map((b) => [b.reason, b.via, b.outcome])).toEqual([
+      ["resume", "saved-state", "ssh"],
+      ["reboot", "firmware", "ssh"],
+    ]);
+    expect(report.boots[1]!.reached).toMatchObject({ firmware: true, grub: true, kernel: true, initramfs: true });
+    const root = report.facts.root as { device: string; fstype: string; sizeBytes: number };
+    expect(root.device).toBe("/dev/mapper/sys-root");
+    expect(root.fstype).toBe("ext3");
+    expect(root.sizeBytes / 2 ** 30).toBeGreaterThan(2.8);
+    const data = report.facts.data as { intact: boolean; files: number };
+    expect(data.intact).toBe(true);
+    expect(data.files).toBeGreaterThan(200);
+    const junit = await readFile(join(report.runDir, "junit.xml"), "utf8");
+    expect(junit).toContain('<testsuite name="root-to-lvm"');
+    expect(junit).not.toContain("<failure");
+    expect(await readFile(report.consoleLogs[0]!, "utf8")).toContain("GRUB");
+    // The old root was relabelled: nothing else answers to the root's UUID or LABEL.
+    expect(report.facts.rootIdentity).toMatchObject({ sameUuid: ["/dev/mapper/sys-root"], sameLabel: ["/dev/mapper/sys-root"] });
+
+    const twin = await onlyReport(reports, "root-to-lvm-no-relabel");
+    expect(twin.kind).toBe("twin");
+    expect(twin.verdict).toBe("pass");
+    expect(twin.boots.at(-1)).toMatchObject({ via: "firmware", reason: "reboot" });
+    const seen = twin.facts.observedFailure as { kind: string; root?: string; sameUuid?: string[]; writtenAfterMigration?: string; outcome?: string };
     expect(seen, "the twin must record what it observed").toBeDefined();
     if (seen.kind === "duplicate-root-identity") {
       // The boot picked the LV this time, but the old root still answers to the same UUID.
