@@ -102,6 +102,9 @@ mount --move ${OLD_ROOT}/proc /proc
 while m=$(awk '$5 ~ "^${OLD_ROOT}/" {print $5}' /proc/self/mountinfo | sort | head -n 1); [ -n "$m" ]; do
   mount --move "$m" "\${m#${OLD_ROOT}}"
 done
+# Back to systemd's propagation: services started from now on get namespaces
+# that follow the host's mounts, so unmounting the old root reaches them too.
+mount --make-rshared /
 findmnt -no SOURCE /`;
   const out = await vm.succeed(script, { hint: "the console is the way back in if SSH is gone: `vmlab console`" });
   log(`/ is now ${out.trim()}`);
@@ -122,7 +125,7 @@ export async function restartOnNewRoot(vm: Machine, q: Quiesced, log: Log): Prom
   // does every service with a mount namespace of its own (PrivateTmp=,
   // ProtectSystem=...): its copy of the mount table still holds the old root,
   // which keeps the old root's device busy although nothing shows under OLD_ROOT.
-  const units = [...new Set([...(await unitsUsing(vm, OLD_ROOT)), ...(await unitsSeeing(vm, OLD_ROOT))])];
+  const units = [...new Set([...(await unitsUsing(vm, OLD_ROOT)), ...(await unitsSeeing(vm, await majMin(vm, OLD_ROOT)))])];
   if (units.length) {
     log(`restarting on the new root: ${units.join(", ")}`);
     await vm.succeed(`systemctl restart ${units.join(" ")}`);
@@ -139,22 +142,35 @@ async function unitsUsing(vm: Machine, path: string): Promise<string[]> {
   return [...units];
 }
 
-/** Services whose processes have the filesystem mounted at `mountpoint` mounted in their own mount namespace. */
-async function unitsSeeing(vm: Machine, mountpoint: string): Promise<string[]> {
-  const out = await vm.run(`d=$(findmnt -no MAJ:MIN ${mountpoint} | head -n 1 | tr -d ' ')
-[ -n "$d" ] || exit 0
-init=$(readlink /proc/1/ns/mnt)
+/** The device number ("8:2") of the filesystem mounted at `mountpoint`. */
+async function majMin(vm: Machine, mountpoint: string): Promise<string> {
+  return (await vm.run(`findmnt -no MAJ:MIN ${mountpoint} | head -n 1`)).stdout.trim();
+}
+
+/** Services whose processes have device `dev` ("8:2") mounted in a mount namespace of their own. */
+async function unitsSeeing(vm: Machine, dev: string): Promise<string[]> {
+  if (!/^\d+:\d+$/.test(dev)) return [];
+  const out = await vm.run(`init=$(readlink /proc/1/ns/mnt)
 for p in /proc/[0-9]*; do
   [ "$(readlink $p/ns/mnt 2>/dev/null)" = "$init" ] && continue
-  awk -v d="$d" '$3 == d {f = 1} END {exit !f}' $p/mountinfo 2>/dev/null && ps -o unit= -p \${p#/proc/}
+  awk -v d="${dev}" '$3 == d {f = 1} END {exit !f}' $p/mountinfo 2>/dev/null && ps -o unit= -p \${p#/proc/}
 done | sort -u`);
   return out.stdout.split("\n").map((u) => u.trim()).filter((u) => u.endsWith(".service") && !KEEP_RUNNING.test(u));
 }
 
 /** Runbook step 12.2: unmount the old root; lazily if something still holds it. */
 export async function releaseOldRoot(vm: Machine, log: Log): Promise<"clean" | "lazy"> {
+  const dev = await majMin(vm, OLD_ROOT);
   const r = await vm.run(`umount ${OLD_ROOT} 2>&1`);
-  if (r.exitCode === 0) return "clean";
+  if (r.exitCode === 0) {
+    // A service started while the old root was mounted has its own copy of that mount; restarted, it lets go.
+    const units = await unitsSeeing(vm, dev);
+    if (units.length) {
+      log(`restarting services whose mount namespace still holds the old root: ${units.join(", ")}`);
+      await vm.succeed(`systemctl restart ${units.join(" ")}`);
+    }
+    return "clean";
+  }
   const holders = (await vm.run(`lsof -n -w ${OLD_ROOT} 2>/dev/null | awk 'NR>1 {print $1"("$2")"}' | sort -u | tr '\\n' ' '`)).stdout;
   log(`old root still held by ${holders.trim() || "the kernel"}; unmounting lazily`);
   await vm.succeed(`umount -l ${OLD_ROOT}`);
