@@ -91,7 +91,8 @@ export function handoverSilenceMs(accel: "kvm" | "tcg"): number {
 }
 
 export function defaultBootTimeoutMs(accel: "kvm" | "tcg"): number {
-  return accel === "kvm" ? 90_000 : 240_000;
+  // Generous under TCG: two or three guests on two cores stretch a 45 s boot past four minutes.
+  return accel === "kvm" ? 90_000 : 480_000;
 }
 
 /**
