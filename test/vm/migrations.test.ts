@@ -30,6 +30,8 @@ async function run(names: string[]): Promise<{ exitCode: number; output: string;
 
 const boots = (r: ScenarioReport) => r.boots.map((b) => `${b.reason}/${b.via}/${b.outcome}${b.detail ? `(${b.detail})` : ""}`);
 const intact = (d: unknown) => d as { intact: boolean; files: number };
+/** A pair of migrations side by side under TCG: well past the default per-test limit. */
+const LONG = 45 * 60_000;
 
 describe("root → mdraid1", () => {
   it("the migration boots from the mirror, then from each disk alone; the twin with GRUB on one disk does not boot without it", async () => {
@@ -64,7 +66,7 @@ describe("root → mdraid1", () => {
     expect(boots(twin)).toEqual(["resume/saved-state/ssh", "reboot/firmware/no-bootable-device(no-boot-code)"]);
     expect(twin.facts.observedFailure).toMatchObject({ without: "sda", outcome: "no-bootable-device" });
     expect(await qemuPids()).toEqual([]);
-  });
+  }, LONG);
 });
 
 describe("ext3 → btrfs by copy", () => {
@@ -84,7 +86,7 @@ describe("ext3 → btrfs by copy", () => {
     expect(failed.via).toBe("firmware");
     expect(failed.outcome).not.toBe("ssh");
     expect(twin.facts.observedFailure).toMatchObject({ kind: "boot", outcome: failed.outcome });
-  });
+  }, LONG);
 });
 
 describe("ext3 → btrfs in place", () => {
@@ -98,7 +100,7 @@ describe("ext3 → btrfs in place", () => {
     expect(r.facts.rootAfterRollback).toMatchObject({ device: "/dev/sda2", fstype: "ext3" });
     expect(intact(r.facts.dataAfterConvert).intact).toBe(true);
     expect(intact(r.facts.dataAfterRollback).intact).toBe(true);
-  });
+  }, LONG);
 });
 
 describe("shrink the root filesystem", () => {
@@ -119,5 +121,5 @@ describe("shrink the root filesystem", () => {
     const seen = twin.facts.observedFailure as { fsckExit: number; boot: { outcome: string } };
     expect(seen.fsckExit).not.toBe(0);
     expect(seen.boot.outcome).not.toBe("ssh");
-  });
+  }, LONG);
 });
