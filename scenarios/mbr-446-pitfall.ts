@@ -34,7 +34,8 @@ export default scenario({
   runbook: "mbr-boot-dd-backup.ja.txt",
   async run(ctx) {
     const { vm, step, record, log, data, runDir } = ctx;
-    const hostBackup = join(runDir, "boot-disk.img");
+    // A .raw name: the run directory keeps logs, not disk data, and drops it at the end.
+    const hostBackup = join(runDir, "boot-disk.raw");
     const before = await step("read the boot disk's partition table", async () => readGuestDisk(vm, await bootDiskDevice(vm)));
     const meta = await step("dd the MBR, GRUB's gap and /boot to a backup, and keep a copy on the host", async () => {
       const m = await backupBootDisk(ctx, before);

@@ -273,8 +273,11 @@ export async function openDiskImage(path: string): Promise<OpenedImage> {
     if (count === 0) return Buffer.alloc(0);
     if (lba >= 2 ** 31 / SECTOR) throw new UsageError(`sector ${lba} of ${path} is beyond what vmlab reads`, { where: path });
     const out = join(tmp, `s${n++}.bin`);
+    // The largest block (up to 1 MiB) that both the start and the length are whole blocks of.
+    let k = 2048;
+    while (lba % k !== 0 || count % k !== 0) k /= 2;
     // qemu-img dd counts `count` from the start of the disk, skipped blocks included.
-    const args = ["dd", "-U", "-f", format, "-O", "raw", `bs=${SECTOR}`, `skip=${lba}`, `count=${lba + count}`, `if=${path}`, `of=${out}`];
+    const args = ["dd", "-U", "-f", format, "-O", "raw", `bs=${k * SECTOR}`, `skip=${lba / k}`, `count=${(lba + count) / k}`, `if=${path}`, `of=${out}`];
     const r = await execa(qemuImg, args, { reject: false, stdin: "ignore" });
     if (r.exitCode !== 0) {
       throw new UsageError(`could not read sectors ${lba}-${lba + count - 1} of ${path}`, { where: commandLine(qemuImg, args), output: String(r.stderr), hint: "the image may be truncated or damaged" });

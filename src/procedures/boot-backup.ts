@@ -5,7 +5,8 @@
  * boot disk for a blank one (QMP hot-unplug and hot-plug), `dd` the backup
  * back, and after the reboot remake the swap area the backup left out.
  */
-import { execa } from "execa";
+import { spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { VmlabError } from "../errors.ts";
 import { createImage } from "../disk/qemu-img.ts";
@@ -83,10 +84,25 @@ export async function backupBootDisk(ctx: ScenarioContext, disk: GuestDisk, file
   return meta;
 }
 
-/** Copy a file from the guest to the host, byte for byte. */
+/** Copy a file from the guest to the host, byte for byte: ssh's output goes straight into the file. */
 export async function fetchFromGuest(vm: Machine, remote: string, local: string): Promise<void> {
-  const r = await execa("ssh", sshArgs(vm.ssh, `cat ${remote}`), { reject: false, stdin: "ignore", stdout: { file: local }, timeout: 10 * 60_000 });
-  if (r.exitCode !== 0) throw new VmlabError(`could not copy ${remote} out of guest ${vm.opts.name}`, { output: String(r.stderr) });
+  const fd = openSync(local, "w");
+  let stderr = "";
+  try {
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const child = spawn("ssh", sshArgs(vm.ssh, `cat ${remote}`), { stdio: ["ignore", fd, "pipe"] });
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10 * 60_000);
+      child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+      child.on("error", reject);
+      child.on("close", (c) => {
+        clearTimeout(timer);
+        resolve(c);
+      });
+    });
+    if (code !== 0) throw new VmlabError(`could not copy ${remote} out of guest ${vm.opts.name} (ssh exit ${code})`, { output: stderr });
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The guest device of the disk whose serial (the lab's disk id) is `serial`; waits for a hot-plugged disk to show up. */
@@ -189,7 +205,7 @@ export async function repairSwap(ctx: ScenarioContext): Promise<SwapRepair> {
     throw new VmlabError("swapon -a did not complain although the swap partition was not restored", { output: swaponError });
   }
   const probe = await vm.run(`blkid -p ${device}`);
-  log(`blkid -p ${device}: exit ${probe.exitCode} (no signature)`);
+  log(`blkid -p ${device}: exit ${probe.exitCode}: ${(probe.stdout + probe.stderr).trim() || "(nothing found)"}`);
   await vm.succeed(`mkswap -L ${label} ${device}`);
   await vm.succeed("swapon -a");
   const active = (await vm.succeed("swapon --show=NAME,TYPE,SIZE --noheadings")).trim();

@@ -11,6 +11,25 @@ import { ensureImage } from "../../src/image/build.ts";
 import { loadRecipe } from "../../src/scenario/registry.ts";
 import type { ScenarioReport } from "../../src/scenario/types.ts";
 import { qemuPids, sha256File, vmlab } from "./helpers.ts";
+import { chooseAccel } from "../../src/host/kvm.ts";
+import { labKey } from "../../src/image/keys.ts";
+import { Machine } from "../../src/vm/machine.ts";
+import { DEFAULT_PROFILE, ensureWarmState, machineDisks } from "../../src/vm/warm.ts";
+
+/** `sfdisk --json /dev/sda` in a guest of the image, started from its saved state. */
+async function sfdiskInGuest(image: Awaited<ReturnType<typeof ensureImage>>): Promise<{ node: string; start: number; size: number; type: string }[]> {
+  const accel = await chooseAccel();
+  const { privateKey } = await labKey();
+  const warm = await ensureWarmState(image, DEFAULT_PROFILE, accel, privateKey);
+  const runDir = (await dir({ unsafeCleanup: true })).path;
+  const vm = new Machine({ name: "sfdisk", runDir, disks: await machineDisks(runDir, image, DEFAULT_PROFILE, warm), accel, sshKey: privateKey, incomingState: warm.state });
+  try {
+    expect((await vm.resume()).outcome).toBe("ssh");
+    return JSON.parse(await vm.succeed("sfdisk --json /dev/sda")).partitiontable.partitions;
+  } finally {
+    await vm.kill();
+  }
+}
 
 let reports = "";
 let bootdiskSums: string[] = [];
@@ -37,7 +56,7 @@ interface SwapFact {
 }
 
 describe("MBR + /boot dd backup and restore on a real guest", () => {
-  it("vmlab inspect on the debian12-bios base image: three partitions at the offsets the image was built with", async () => {
+  it("vmlab inspect on the debian12-bios base image: three partitions at the offsets the image was built with and sfdisk shows in the guest", async () => {
     const img = await ensureImage(await loadRecipe("debian12-bios"));
     const r = await vmlab(["inspect", "--json", "debian12-bios"]);
     expect(r.exitCode, r.stderr).toBe(0);
@@ -50,6 +69,9 @@ describe("MBR + /boot dd backup and restore on a real guest", () => {
       img.meta.partitions.map((p) => [p.index, p.startSector, p.sizeSectors, p.type, p.startSector * 512]),
     );
     expect(json.disks[0]!.partitions.map((p) => p.type)).toEqual(["83", "83", "8e"]);
+    // And what sfdisk reads in a running guest of that image.
+    const guest = await sfdiskInGuest(img);
+    expect(json.disks[0]!.partitions.map((p) => [`/dev/sda${p.number}`, p.startSector, p.sizeSectors, p.type])).toEqual(guest.map((p) => [p.node, p.start, p.size, p.type]));
     const text = await vmlab(["inspect", img.disk]);
     expect(text.stdout).toContain(`offset=${img.meta.partitions[1]!.startSector * 512},sizelimit=${img.meta.partitions[1]!.sizeSectors * 512}`);
   });
@@ -67,7 +89,14 @@ describe("MBR + /boot dd backup and restore on a real guest", () => {
     const f = report.facts as Record<string, any>;
     // Up to the swap partition of the 1 GiB boot disk: sda2 starts right after the 256 MiB /boot.
     expect(f.backup).toMatchObject({ sectors: 2048 + 524288, reason: "start of swap partition 2" });
-    expect(f.mountsBefore).toEqual({ root: "/dev/sdb", boot: "/dev/sda1", rootDisk: "sdb", bootDisk: "sda" });
+    // vmlab inspect on the cached image shows the table sfdisk --json showed in the guest.
+    const inspected = JSON.parse((await vmlab(["inspect", "--json", "debian12-bootdisk"])).stdout) as { disks: { label: string; partitions: { number: number; startSector: number; sizeSectors: number; type: string }[] }[] };
+    expect(inspected.disks[0]!.partitions.map((p) => [p.number, p.startSector, p.sizeSectors, p.type])).toEqual(f.bootDisk.partitions);
+    expect(inspected.disks[1]!.label).toBe("none");
+    // By serial (the lab's disk ids): the guest kernel may name the two disks either way round.
+    expect(f.mountsBefore).toMatchObject({ rootDisk: "sdb", bootDisk: "sda" });
+    expect(f.mountsBefore.root).toMatch(/^\/dev\/sd[ab]$/);
+    expect(f.mountsBefore.boot).toMatch(/^\/dev\/sd[ab]1$/);
     expect(f.refusedSmaller.message).toMatch(/too small/);
     expect(f.refusedSmaller.untouched).toBe(true);
     expect(f.restored).toEqual({ tableMatches: true, sha256Matches: true });
@@ -112,6 +141,12 @@ describe("MBR + /boot dd backup and restore on a real guest", () => {
 
   it("left the cached images unchanged and no QEMU running", async () => {
     expect(await Promise.all(bootdiskDisks.map(sha256File))).toEqual(bootdiskSums);
-    expect(await qemuPids()).toEqual([]);
+    // None of this file's machines is left (others' guests on a shared host are not ours to count).
+    const ours = [];
+    for (const pid of await qemuPids()) {
+      const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+      if (cmd.includes(reports)) ours.push(pid);
+    }
+    expect(ours).toEqual([]);
   });
 });
