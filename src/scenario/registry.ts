@@ -22,7 +22,7 @@ async function importDefault<T>(file: string, what: string): Promise<T> {
       hint: "fix the error in the file; nothing was started",
     });
   }
-  if (!mod.default) throw new UsageError(`${what} ${file} has no default export`, { hint: "export default scenario({...})" });
+  if (!mod.default) throw new UsageError(`${what} ${file} has no default export`, { hint: what.startsWith("image") ? "export default recipe({...}); shared settings belong under src/" : "export default scenario({...})" });
   return mod.default;
 }
 
