@@ -10,6 +10,7 @@
  * entry is cleaned: its overlays, sockets and the entry itself are removed;
  * the run's report directory (report, console log) stays.
  */
+import { labSshOptions } from "./ssh.ts";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join, relative, isAbsolute } from "node:path";
@@ -173,13 +174,7 @@ export async function requireAlive(idOrPrefix: string): Promise<KeptStatus> {
 /** The ssh command line for a kept machine. */
 export function keptSshArgs(e: KeptVm, command: string[], tty: boolean): string[] {
   return [
-    "-i", e.sshKey,
-    "-p", String(e.sshPort),
-    "-o", "IdentitiesOnly=yes",
-    "-o", "StrictHostKeyChecking=no",
-    "-o", "UserKnownHostsFile=/dev/null",
-    "-o", "LogLevel=ERROR",
-    "-o", "ConnectTimeout=10",
+    ...labSshOptions(e.sshKey, e.sshPort),
     tty ? "-t" : "-T",
     "root@127.0.0.1",
     ...command,

@@ -27,16 +27,26 @@ export interface SshOptions {
 /** ssh exits 255 when the connection itself failed, not the remote command. */
 export const SSH_CONNECTION_FAILED = 255;
 
-export function sshArgs(t: SshTarget, command: string, connectTimeoutS = 10): string[] {
+/**
+ * What every ssh to a lab guest says: the lab key and nothing else, no host
+ * key checks (every run is a new guest on a new port), quiet.
+ */
+export function labSshOptions(keyPath: string, port: number, connectTimeoutS = 10): string[] {
   return [
-    "-i", t.keyPath,
-    "-p", String(t.port),
+    "-i", keyPath,
+    "-p", String(port),
     "-o", "IdentitiesOnly=yes",
-    "-o", "BatchMode=yes",
     "-o", "StrictHostKeyChecking=no",
     "-o", "UserKnownHostsFile=/dev/null",
     "-o", "LogLevel=ERROR",
     "-o", `ConnectTimeout=${connectTimeoutS}`,
+  ];
+}
+
+export function sshArgs(t: SshTarget, command: string, connectTimeoutS = 10): string[] {
+  return [
+    ...labSshOptions(t.keyPath, t.port, connectTimeoutS),
+    "-o", "BatchMode=yes",
     // A TCG guest sharing two cores with another can stall for many seconds:
     // only call the connection dead after two minutes of silence.
     "-o", "ServerAliveInterval=10",
