@@ -170,4 +170,14 @@ export async function btrfsRollback(ctx: ScenarioContext, o: BtrfsConvertOptions
     const type = (await vm.succeed(`blkid -s TYPE -o value ${o.device}`)).trim();
     if (type !== "ext3") throw new VmlabError(`${o.device} is ${type} after the rollback, expected ext3`);
   });
+  // /boot is not part of the rollback: its initramfs was built for a btrfs
+  // root, with fsck.btrfs and without e2fsck, and would stop at "fsck.ext3
+  // not found". Rebuild it from the restored root, whose fstab says ext3.
+  await step("rebuild the initramfs and grub.cfg for ext3 from a chroot into the restored root", async () => {
+    await vm.succeed(`mkdir -p ${CONVERTED} && mount ${o.device} ${CONVERTED} && mount --bind /boot ${CONVERTED}/boot`);
+    await vm.succeed(inChroot(CONVERTED, "update-initramfs -u -k all && update-grub"), { timeoutMs: 20 * 60_000 });
+    const fsck = await vm.run(`lsinitramfs $(ls -1 /boot/initrd.img-* | sort -V | tail -n 1) | grep -E 'sbin/(e2fsck|fsck\.ext3)$'`);
+    if (fsck.exitCode !== 0) throw new VmlabError("the initramfs cannot check an ext3 root (no e2fsck)", { hint: "rebuild it from a root whose fstab says ext3" });
+    await vm.succeed(`umount ${CONVERTED}/boot && umount ${CONVERTED}`);
+  });
 }
