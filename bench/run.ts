@@ -64,9 +64,9 @@ async function labCold(i: number): Promise<number> {
   const m = new Machine({ name: "vm", runDir, disks: [{ path: disk, format: "qcow2", id: "sda" }], accel, sshKey: privateKey });
   const t = Date.now();
   try {
+    // The boot ends with the first SSH command that succeeds (`true`), as the bare loop below does.
     const b = await m.boot();
     if (b.outcome !== "ssh") throw new Error(`cold boot ended as ${b.outcome}`);
-    await m.succeed("true");
     return Date.now() - t;
   } finally {
     await m.kill();

@@ -279,7 +279,7 @@ export class Machine {
         break;
       }
       // Only try SSH once the kernel has started: it saves connection attempts during firmware and GRUB.
-      if (this.opts.network !== false && Date.now() - lastSsh > 1000 && /Linux version|systemd/.test(text)) {
+      if (this.opts.network !== false && Date.now() - lastSsh > 500 && /Linux version|systemd/.test(text)) {
         lastSsh = Date.now();
         const r = await sshRun(this.ssh, "true", { timeoutMs: 15_000, connectTimeoutS: 5 });
         if (r.exitCode === 0) {
