@@ -3,14 +3,13 @@
  * real `vmlab` command line on real guests, judged from report.json; and
  * `vmlab inspect` on the cached base image.
  */
-import { readFile, readdir } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { dir } from "tmp-promise";
 import { ensureImage } from "../../src/image/build.ts";
 import { loadRecipe } from "../../src/scenario/registry.ts";
-import type { ScenarioReport } from "../../src/scenario/types.ts";
-import { qemuPids, sha256File, vmlab } from "./helpers.ts";
+import { onlyReport, qemuPids, sha256File, vmlab } from "./helpers.ts";
 import { chooseAccel } from "../../src/host/kvm.ts";
 import { labKey } from "../../src/image/keys.ts";
 import { Machine } from "../../src/vm/machine.ts";
@@ -35,11 +34,6 @@ let reports = "";
 let bootdiskSums: string[] = [];
 let bootdiskDisks: string[] = [];
 
-async function onlyReport(parent: string, scenario: string): Promise<ScenarioReport> {
-  const runs = (await readdir(parent)).filter((d) => d.startsWith(`${scenario}-2`));
-  expect(runs).toHaveLength(1);
-  return JSON.parse(await readFile(join(parent, runs[0]!, "report.json"), "utf8"));
-}
 
 beforeAll(async () => {
   const img = await ensureImage(await loadRecipe("debian12-bootdisk"));

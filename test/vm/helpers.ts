@@ -1,7 +1,10 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { execa } from "execa";
+import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
+import { expect } from "vitest";
+import type { ScenarioReport } from "../../src/scenario/types.ts";
 import { projectRoot } from "../../src/paths.ts";
 
 /** sha256 of a file, streamed. */
@@ -25,4 +28,11 @@ export async function vmlab(args: string[], env: NodeJS.ProcessEnv = {}) {
     extendEnv: false,
     stdin: "ignore",
   });
+}
+
+/** The report of the one run of `scenario` under `parent`; run directories are <scenario>-<UTC time>-<random>. */
+export async function onlyReport(parent: string, scenario: string): Promise<ScenarioReport> {
+  const runs = (await readdir(parent)).filter((d) => d.startsWith(`${scenario}-2`));
+  expect(runs).toHaveLength(1);
+  return JSON.parse(await readFile(join(parent, runs[0]!, "report.json"), "utf8"));
 }

@@ -11,7 +11,7 @@ import { dir } from "tmp-promise";
 import { ensureImage } from "../../src/image/build.ts";
 import { loadRecipe } from "../../src/scenario/registry.ts";
 import type { ScenarioReport } from "../../src/scenario/types.ts";
-import { qemuPids, sha256File, vmlab } from "./helpers.ts";
+import { onlyReport, qemuPids, sha256File, vmlab } from "./helpers.ts";
 import { chooseAccel } from "../../src/host/kvm.ts";
 import { labKey } from "../../src/image/keys.ts";
 import { DEFAULT_PROFILE, ensureWarmState } from "../../src/vm/warm.ts";
@@ -21,12 +21,6 @@ let baseSum = "";
 let warmDiskSum = "";
 let reports = "";
 
-async function onlyReport(parent: string, scenario: string): Promise<ScenarioReport> {
-  // Run directories are <scenario>-<UTC time>-<random>: the time starts with the year.
-  const runs = (await readdir(parent)).filter((d) => d.startsWith(`${scenario}-2`));
-  expect(runs).toHaveLength(1);
-  return JSON.parse(await readFile(join(parent, runs[0]!, "report.json"), "utf8"));
-}
 
 beforeAll(async () => {
   const img = await ensureImage(await loadRecipe("debian12-bios"));
