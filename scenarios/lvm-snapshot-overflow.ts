@@ -16,13 +16,9 @@ import {
   type SnapshotState,
 } from "../src/procedures/lvm-snapshot.ts";
 import { expectTree, treeSums, type TreeSums } from "../src/procedures/tree.ts";
-import { seedWebsite, upgradeWebsite } from "../src/procedures/website.ts";
+import { seedWebsite, upgradeWebsite, WEBSITE_DISK } from "../src/procedures/website.ts";
 
-const VG = "datadisks";
-const LV = "website";
-const SNAP = "backup";
-const SITE = "/mnt/website";
-const SNAP_MOUNT = "/mnt/backup";
+const { vg: VG, lv: LV, snapshot: SNAP, mount: SITE, snapshotMount: SNAP_MOUNT } = WEBSITE_DISK;
 const MEDIA_BYTES = 16 * 2 ** 20;
 
 /**

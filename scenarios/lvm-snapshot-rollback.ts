@@ -15,13 +15,9 @@ import {
   teardownLoopVg,
 } from "../src/procedures/lvm-snapshot.ts";
 import { diffTrees, expectTree, treeSums, type TreeSums } from "../src/procedures/tree.ts";
-import { addUsers, expectNewSchema, FIRST_USERS, readDatabase, seedWebsite, upgradeWebsite } from "../src/procedures/website.ts";
+import { addUsers, expectNewSchema, FIRST_USERS, readDatabase, seedWebsite, upgradeWebsite, WEBSITE_DISK } from "../src/procedures/website.ts";
 
-const VG = "datadisks";
-const LV = "website";
-const SNAP = "backup";
-const SITE = "/mnt/website";
-const SNAP_MOUNT = "/mnt/backup";
+const { vg: VG, lv: LV, snapshot: SNAP, mount: SITE, snapshotMount: SNAP_MOUNT } = WEBSITE_DISK;
 
 /**
  * The upgrade safety net: a website on LV datadisks/website (a fake disk from

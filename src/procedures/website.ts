@@ -68,3 +68,6 @@ export async function expectNewSchema(vm: Machine, dir: string, users: [string, 
   }
   return db;
 }
+
+/** The runbook's fake data disk: names shared by the rollback rehearsal and its overflow twin. */
+export const WEBSITE_DISK = { vg: "datadisks", lv: "website", snapshot: "backup", mount: "/mnt/website", snapshotMount: "/mnt/backup" } as const;
