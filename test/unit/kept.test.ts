@@ -11,7 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { execa, type ResultPromise } from "execa";
 import { dir, type DirectoryResult } from "tmp-promise";
 import { cleanKept, keptDir, keptSshArgs, listKept, liveness, saveKept, stopKept, type KeptVm } from "../../src/vm/kept.ts";
-import { vmlab } from "../vm/helpers.ts";
+import { endQemu, vmlab } from "../vm/helpers.ts";
 
 let tmp: DirectoryResult;
 let qemu: ResultPromise<{ reject: false; detached: true }> | undefined;
@@ -24,15 +24,7 @@ beforeEach(async () => {
 
 afterEach(async () => {
   if (qemu) {
-    // Never leave a qemu-system process behind: kill it by pid and reap it.
-    if (qemu.exitCode === null && qemu.pid !== undefined) {
-      try {
-        process.kill(qemu.pid, "SIGKILL");
-      } catch {
-        /* gone */
-      }
-    }
-    await qemu;
+    await endQemu(qemu);
     qemu = undefined;
   }
   if (savedCache === undefined) delete process.env.VMLAB_CACHE;

@@ -5,6 +5,7 @@ import { execa, type ResultPromise } from "execa";
 import { dir, type DirectoryResult } from "tmp-promise";
 import { QmpClient, QmpError, type QmpEvent } from "../../src/vm/qmp.ts";
 import { VmlabError } from "../../src/errors.ts";
+import { endQemu } from "../vm/helpers.ts";
 
 let tmp: DirectoryResult;
 let qemu: ResultPromise<{ reject: false }> | undefined;
@@ -19,15 +20,7 @@ afterEach(async () => {
   await client?.close();
   client = undefined;
   if (qemu) {
-    // Never leave a qemu-system process behind: kill it by pid and reap it.
-    if (qemu.exitCode === null && qemu.pid !== undefined) {
-      try {
-        process.kill(qemu.pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-    await qemu;
+    await endQemu(qemu);
     qemu = undefined;
   }
   await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));

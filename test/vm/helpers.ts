@@ -36,3 +36,15 @@ export async function onlyReport(parent: string, scenario: string): Promise<Scen
   expect(runs).toHaveLength(1);
   return JSON.parse(await readFile(join(parent, runs[0]!, "report.json"), "utf8"));
 }
+
+/** End a QEMU a test started, by its pid, and reap it: a test never leaves qemu-system behind. */
+export async function endQemu(qemu: { pid?: number; exitCode: number | null } & PromiseLike<unknown>): Promise<void> {
+  if (qemu.exitCode === null && qemu.pid !== undefined) {
+    try {
+      process.kill(qemu.pid, "SIGKILL");
+    } catch {
+      /* already gone */
+    }
+  }
+  await Promise.resolve(qemu).catch(() => undefined);
+}
