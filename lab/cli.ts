@@ -4,6 +4,7 @@
  * and calls src/ for everything else.
  */
 import { parseArgs } from "node:util";
+import { join } from "node:path";
 import { availableParallelism, freemem } from "node:os";
 import ora, { type Ora } from "ora";
 import { UsageError, VmlabError } from "../src/errors.ts";
@@ -26,6 +27,9 @@ import { filterByTags, parseShard, shardOf, type ShardSpec } from "../src/suite/
 import { attachConsole, DETACH_KEY } from "../src/vm/console.ts";
 import { cleanKept, findKept, keptSshArgs, listKept, requireAlive, stopKept, type KeptStatus } from "../src/vm/kept.ts";
 import { createHash } from "node:crypto";
+import { faultByName, FAULTS } from "../src/faults/index.ts";
+import type { InjectSpec } from "../src/faults/inject.ts";
+import { defaultBoundaries, parseBoundaries, planSteps, sweep, sweepTable } from "../src/suite/sweep.ts";
 
 const USAGE = `vmlab: rehearse storage migrations and disaster recovery on real Linux guests
 
@@ -39,6 +43,14 @@ usage:
     selection, for run and list:   --tag T / --exclude-tag T (repeatable), --shard k/n (this
                                    runner's share, balanced by recorded durations; list prints
                                    one name a line), --durations FILE (default ~/.cache/vmlab/durations.json)
+    faults, for run:               --fault NAME --at K inject a fault before step K and observe the machine
+                                   after it (--rescue: try the rescue route if it does not boot)
+  vmlab sweep <name> --fault NAME [--at 1,3-5] [--rescue] [--jobs N] [--plan]
+                                   run the scenario once per step boundary with the fault injected there;
+                                   prints and writes a table: boots?, which root, data intact?, rescue?
+                                   (--plan: list the steps and stop; --disk ID for pulled-disk,
+                                   --device DM-NAME for io-errors)
+  vmlab faults                     list the faults
   vmlab ps [--json]                list kept machines (dead ones are shown once, then cleaned)
   vmlab ssh <id> [command...]      SSH into a kept machine as root; the command's exit code is passed through
   vmlab console <id>               attach to a kept machine's serial console; ${DETACH_KEY} detaches
@@ -183,6 +195,77 @@ export function defaultJobs(cores = availableParallelism(), memBytes = freemem()
   return Math.max(1, Math.min(Math.floor(cores / 2), Math.floor(memBytes / (1.5 * 2 ** 30))));
 }
 
+const FAULT_OPTIONS = {
+  fault: { type: "string" },
+  at: { type: "string" },
+  rescue: { type: "boolean" },
+  disk: { type: "string" },
+  device: { type: "string" },
+} as const;
+
+/** Check --fault and a one-boundary --at against the scenario's steps (exit 2 before anything runs). */
+async function injectSpec(s: Scenario, v: { fault?: string; rescue?: boolean; disk?: string; device?: string }, at: string): Promise<InjectSpec> {
+  const fault = faultByName(v.fault!);
+  const plan = await planSteps(s);
+  const list = parseBoundaries(at, plan.steps.length, { complete: plan.complete, hint: `\`vmlab sweep ${s.name} --fault ${fault} --plan\` lists the steps` });
+  if (list.length !== 1) throw new UsageError(`--at takes one step for vmlab run, not "${at}"`, { hint: `\`vmlab sweep ${s.name} --fault ${fault} --at ${at}\` runs several` });
+  return { fault, at: list[0]!, rescue: v.rescue, disk: v.disk, device: v.device };
+}
+
+async function cmdFaults(): Promise<number> {
+  table(Object.entries(FAULTS).map(([k, v]) => [k, v]));
+  return 0;
+}
+
+async function cmdSweep(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { ...FAULT_OPTIONS, jobs: { type: "string", short: "j" }, "report-dir": { type: "string" }, plan: { type: "boolean" } },
+  });
+  if (positionals.length !== 1) throw new UsageError("vmlab sweep takes one scenario: vmlab sweep <scenario> --fault NAME", { hint: "`vmlab list` shows the scenarios" });
+  if (values.fault === undefined) throw new UsageError("vmlab sweep needs --fault NAME", { hint: `the faults are: ${Object.keys(FAULTS).join(", ")}` });
+  const fault = faultByName(values.fault);
+  const s = await loadScenario(positionals[0]!);
+  const plan = await planSteps(s);
+  if (plan.steps.length === 0) throw new UsageError(`${s.name} has no steps a fault can go between`);
+  const boundaries =
+    values.at === undefined
+      ? defaultBoundaries(plan.steps)
+      : parseBoundaries(values.at, plan.steps.length, { complete: plan.complete, hint: `\`vmlab sweep ${s.name} --fault ${fault} --plan\` lists the steps` });
+  const jobs = values.jobs === undefined ? defaultJobs() : Number(values.jobs);
+  if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`bad --jobs "${values.jobs}": use a whole number of 1 or more`);
+  if (values.plan) {
+    const on = new Set(boundaries);
+    plan.steps.forEach((n, i) => out(`${on.has(i + 1) ? "*" : " "} ${String(i + 1).padStart(2)}  ${n}`));
+    out(`${on.has(plan.steps.length + 1) ? "*" : " "} ${String(plan.steps.length + 1).padStart(2)}  (after the last step)`);
+    if (!plan.complete) out("(the list may go on: the scenario looks at the machine between steps, so its later steps show only in a run)");
+    out(`* = swept by default with --fault ${fault}`);
+    return 0;
+  }
+  requireTool("qemu-system-x86_64");
+  requireTool("qemu-img");
+  await ensureImage(await loadRecipe(s.image), { progress: (m) => process.stderr.write(`image ${s.image}: ${m}\n`) });
+  if (values.rescue) await ensureImage(await loadRecipe("rescue"), { progress: (m) => process.stderr.write(`image rescue: ${m}\n`) });
+  process.stderr.write(`sweep ${s.name} --fault ${fault}: ${boundaries.length} runs (steps ${boundaries.join(", ")}), ${jobs} at a time\n`);
+  const onEvent = renderer(true);
+  const result = await sweep(s, {
+    fault,
+    boundaries,
+    rescue: values.rescue,
+    jobs,
+    reportDir: values["report-dir"],
+    disk: values.disk,
+    device: values.device,
+    onEvent,
+    onRow: (row) => process.stderr.write(`sweep: step ${row.at} done: ${row.boot.outcome}, root ${row.root.which}, data ${row.data.state}\n`),
+  });
+  out("");
+  for (const l of sweepTable(result)) out(l);
+  out(`table: ${join(result.dir, "sweep.txt")} (and sweep.json)`);
+  return result.rows.some((r) => r.verdict !== "pass") ? 1 : 0;
+}
+
 /** `--keep` alone means --keep=always; parseArgs has no optional values. */
 function keepArg(args: string[]): string[] {
   return args.map((a) => (a === "--keep" ? "--keep=always" : a));
@@ -201,7 +284,14 @@ async function cmdRun(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: keepArg(args),
     allowPositionals: true,
-    options: { "report-dir": { type: "string" }, jobs: { type: "string", short: "j" }, all: { type: "boolean" }, keep: { type: "string" }, ...SELECT_OPTIONS },
+    options: {
+      "report-dir": { type: "string" },
+      jobs: { type: "string", short: "j" },
+      all: { type: "boolean" },
+      keep: { type: "string" },
+      ...SELECT_OPTIONS,
+      ...FAULT_OPTIONS,
+    },
   });
   const byTag = Boolean(values.tag?.length);
   if (values.all && positionals.length) throw new UsageError("vmlab run takes scenario names or --all, not both", { hint: "use --tag or --exclude-tag to narrow --all" });
@@ -215,6 +305,12 @@ async function cmdRun(args: string[]): Promise<number> {
   }
   // Resolve every scenario and check the host before anything starts.
   const { scenarios, shard, selected } = await selectScenarios(names, values);
+  let inject: InjectSpec | undefined;
+  if (values.fault !== undefined || values.at !== undefined || values.rescue) {
+    if (values.fault === undefined || values.at === undefined) throw new UsageError("--fault and --at go together: --fault NAME --at K", { hint: "`vmlab faults` lists the faults; `vmlab sweep <scenario> --fault NAME --plan` numbers the steps" });
+    if (scenarios.length !== 1) throw new UsageError("--fault needs exactly one scenario");
+    inject = await injectSpec(scenarios[0]!, values, values.at);
+  }
   if (scenarios.length === 0) {
     // Only a shard can come out empty (more shards than scenarios): nothing to do is not a failure.
     out(`shard ${shard?.index}/${shard?.count}: none of the ${selected} selected scenarios falls to this shard; nothing to run`);
@@ -233,8 +329,9 @@ async function cmdRun(args: string[]): Promise<number> {
   await Promise.all(
     Array.from({ length: Math.min(jobs, queue.length) }, async () => {
       for (let s = queue.shift(); s; s = queue.shift()) {
-        const r = await runScenario(s, { reportDir: values["report-dir"], onEvent, keep: keep as "always" | "on-failure" | undefined });
+        const r = await runScenario(s, { reportDir: values["report-dir"], onEvent, keep: keep as "always" | "on-failure" | undefined, inject });
         summarize(r);
+        if (r.probe) for (const l of sweepTable({ scenario: s.name, fault: r.probe.fault as InjectSpec["fault"], rows: [{ ...r.probe, verdict: r.verdict, error: r.error?.message, report: "" }], wallMs: r.durationMs, dir: r.runDir })) out(l);
         printKept(r);
         reports.push(r);
       }
@@ -427,6 +524,10 @@ async function main(argv: string[]): Promise<number> {
       return cmdReport(args);
     case "run":
       return cmdRun(args);
+    case "sweep":
+      return cmdSweep(args);
+    case "faults":
+      return cmdFaults();
     case "image":
       return cmdImage(args);
     case "disk":

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
-import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { HostError, UsageError, VmlabError } from "../errors.ts";
 import { cacheDir } from "../paths.ts";
@@ -321,6 +321,11 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
         await chmod(disk, 0o444);
       }
     });
+    if (recipe.directBoot) {
+      // The initramfs the provisioning boot just used: proven to find this root.
+      await copyFile(join(bootSrc, `vmlinuz-${kver}`), join(work, "vmlinuz"));
+      await copyFile(join(bootSrc, `initrd.img-${kver}`), join(work, "initrd.img"));
+    }
     await rm(bootSrc, { recursive: true, force: true });
     await rm(join(work, `fs-${rootPart.key}`), { recursive: true, force: true });
     const metaParts = (parts: PlannedPartition[]): MetaPartition[] =>

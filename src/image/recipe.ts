@@ -50,6 +50,12 @@ export interface ImageRecipe {
   initramfs: Record<string, string>;
   /** Kernel modules the guest never loads (e.g. nested KVM under an emulated CPU). */
   blacklistModules: string[];
+  /**
+   * Keep the kernel and an initramfs next to the disk image (vmlinuz,
+   * initrd.img), for machines that boot it by direct kernel boot: the rescue
+   * system boots this way with another machine's disks attached.
+   */
+  directBoot?: { append: string };
 }
 
 export function recipe(r: ImageRecipe): ImageRecipe {

@@ -7,12 +7,14 @@ import { ensureImage, type BuiltImage } from "../image/build.ts";
 import { labKey } from "../image/keys.ts";
 import { defaultReportsDir } from "../paths.ts";
 import { keepMachine } from "../vm/kept.ts";
-import { expectBoot, Machine } from "../vm/machine.ts";
+import { expectBoot, Machine, type MachineOptions } from "../vm/machine.ts";
+import type { FaultRecord } from "../faults/index.ts";
+import { FaultStop, injectGeneric, observeAfterFault, STOPS_PROCEDURE, type InjectSpec } from "../faults/inject.ts";
 import { ensureWarmState, machineDisks, profileFor } from "../vm/warm.ts";
 import { DataSet } from "./dataset.ts";
 import { loadRecipe } from "./registry.ts";
 import { junitXml } from "./report.ts";
-import type { RunEvent, Scenario, ScenarioContext, ScenarioReport, StepRecord } from "./types.ts";
+import type { ProbeResult, RunEvent, Scenario, ScenarioContext, ScenarioReport, StepRecord } from "./types.ts";
 
 export interface RunOptions {
   /** Parent directory for this run's report directory. */
@@ -20,6 +22,12 @@ export interface RunOptions {
   onEvent?: (e: RunEvent) => void;
   /** Leave the machine running after the run, always or only when the scenario failed (see src/vm/kept.ts). */
   keep?: "always" | "on-failure";
+  /**
+   * Inject a fault before scenario step `inject.at` and observe the machine
+   * after it (src/faults/inject.ts). The report's verdict is then "pass" when
+   * the observation completed, whatever it found: the finding is report.probe.
+   */
+  inject?: InjectSpec;
 }
 
 function runId(name: string): string {
@@ -50,10 +58,30 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     runDir,
     consoleLogs: [],
     machines: [],
+    faults: [],
   };
   const machines: Machine[] = [];
   let current: StepRecord | undefined;
+  // Step boundaries for an injected fault: top-level steps inside the scenario's run().
+  let inScenario = false;
+  let scenarioSteps = 0;
+  let injectedAt: string | undefined;
+  let ctxRef: ScenarioContext | undefined;
+  const inject = async (before: string) => {
+    const spec = opts.inject!;
+    injectedAt = before;
+    const vm = machines[0]!;
+    await step(`fault: ${spec.fault} before step ${spec.at} (${before})`, async () => {
+      const rec = ctxRef!.injected(await injectGeneric(vm, spec));
+      rec.step = before;
+    });
+    if (STOPS_PROCEDURE.has(spec.fault)) throw new FaultStop(spec.fault);
+  };
   const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    if (inScenario && current === undefined && opts.inject) {
+      scenarioSteps++;
+      if (scenarioSteps === opts.inject.at && injectedAt === undefined) await inject(name);
+    }
     const rec: StepRecord = { name, status: "passed", durationMs: 0, startedAtMs: Date.now() - started, log: [] };
     const outer = current;
     current = rec;
@@ -125,6 +153,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     });
     const data = new DataSet();
     if (s.seedData !== false) await step("seed data set", async () => log(`${Object.keys(await data.seed(vm)).length} entries`));
+    const rootBefore = opts.inject ? (await vm.succeed("findmnt -no SOURCE /")).trim().replace(/\[.*\]$/, "") : "";
     const ctx: ScenarioContext = {
       vm,
       data,
@@ -135,8 +164,57 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
       record: (k, v) => {
         report.facts[k] = v;
       },
+      injected: (inj) => {
+        const rec: FaultRecord = { ...inj, atMs: Date.now() - started, step: current?.name, observed: [] };
+        (report.faults ??= []).push(rec);
+        log(`fault injected: ${inj.fault} (${inj.how})`);
+        return rec;
+      },
+      addMachine: (o: Omit<MachineOptions, "runDir" | "accel" | "sshKey" | "onEvent">) => {
+        const m = new Machine({
+          ...o,
+          runDir,
+          accel,
+          sshKey: privateKey,
+          onEvent: (e) => {
+            if (e.type === "boot") {
+              report.boots.push({ ...e.boot, machine: o.name });
+              emit({ type: "boot", scenario: s.name, machine: o.name, boot: e.boot });
+            } else log(e.message);
+          },
+        });
+        machines.push(m);
+        report.consoleLogs.push(m.serialLog);
+        return m;
+      },
     };
-    await s.run(ctx);
+    ctxRef = ctx;
+    if (!opts.inject) {
+      await s.run(ctx);
+    } else {
+      const spec = opts.inject;
+      const row: ProbeResult = { fault: spec.fault, at: spec.at, before: "", procedure: "completed", boot: { outcome: "not reached" }, root: { which: "none" }, data: { state: "unknown" } };
+      report.probe = row;
+      inScenario = true;
+      try {
+        await s.run(ctx);
+        if (injectedAt === undefined && spec.at === scenarioSteps + 1) await inject("(end)");
+      } catch (err) {
+        if (!(err instanceof FaultStop)) {
+          const e = err as Error & { vmlabStep?: string };
+          row.procedure = `failed: ${e.vmlabStep ?? "?"}: ${e.message.split("\n")[0]}`;
+        } else row.procedure = "stopped";
+      } finally {
+        inScenario = false;
+      }
+      if (injectedAt === undefined) {
+        throw new VmlabError(`step ${spec.at} was never reached: ${s.name} ran ${scenarioSteps} steps`, {
+          hint: `\`vmlab sweep ${s.name} --fault ${spec.fault} --plan\` lists the steps`,
+        });
+      }
+      row.before = injectedAt;
+      await observeAfterFault(ctx, spec, rootBefore, row);
+    }
     report.verdict = "pass";
   } catch (err) {
     const e = err as Error & { vmlabStep?: string };

@@ -1,6 +1,7 @@
 import type { BuiltImage } from "../image/build.ts";
 import type { KeptVm } from "../vm/kept.ts";
-import type { BootRecord, Machine } from "../vm/machine.ts";
+import type { FaultRecord, Injection } from "../faults/index.ts";
+import type { BootRecord, Machine, MachineOptions } from "../vm/machine.ts";
 import type { DataCheck, DataSet } from "./dataset.ts";
 
 export interface ScenarioContext {
@@ -17,6 +18,13 @@ export interface ScenarioContext {
   log(message: string): void;
   /** A fact for report.json (final root device, observed failure, ...). */
   record(key: string, value: unknown): void;
+  /** Record an injected fault (src/faults) in the report, with the current step; returns the record to add observations to. */
+  injected(inj: Injection): FaultRecord;
+  /**
+   * Another machine for this run (the rescue system): same accelerator and
+   * SSH key, its console log and boots in the report, ended with the run.
+   */
+  addMachine(opts: Omit<MachineOptions, "runDir" | "accel" | "sshKey" | "onEvent">): Machine;
 }
 
 export interface Scenario {
@@ -79,8 +87,31 @@ export interface ScenarioReport {
   consoleLogs: string[];
   /** What each machine of the run used on the host: no two runs share any of it. */
   machines: { name: string; sshPort: number; qmpSocket: string; serialSocket: string; disks: string[]; backing?: string }[];
+  /** Faults injected during the run, with what the lab observed afterwards. */
+  faults?: FaultRecord[];
+  /** For a run with a fault injected at a step boundary (`vmlab run --fault`, `vmlab sweep`): what became of the machine. */
+  probe?: ProbeResult;
   /** Machines left running after the run (`vmlab run --keep`), reached with `vmlab ssh|console|stop <id>`. */
   kept?: KeptVm[];
+}
+
+/** One row of a fault sweep: a fault injected before step `at`, and what the lab saw after. */
+export interface ProbeResult {
+  fault: string;
+  /** 1-based step boundary: the fault went in before step `at` (steps + 1: after the last). */
+  at: number;
+  /** The step it went in before ("(end)" after the last). */
+  before: string;
+  /** How the procedure ended: stopped by the fault, completed, or failed at a step. */
+  procedure: "stopped" | "completed" | `failed: ${string}`;
+  /** The firmware boot after the fault (after a power cycle). */
+  boot: { outcome: string; detail?: string };
+  /** Which root the machine came up on: the one it had before the procedure, another one, or none. */
+  root: { which: "old" | "new" | "none"; device?: string };
+  /** The data set after the boot: intact, what was lost, or unknown (no boot). */
+  data: { state: "intact" | "lost" | "unknown"; summary?: string };
+  /** The rescue route, when asked for and the boot failed. */
+  rescue?: { boot: { outcome: string; detail?: string }; root: { which: "old" | "new" | "none"; device?: string }; data: { state: "intact" | "lost" | "unknown"; summary?: string }; error?: string };
 }
 
 export type RunEvent =
