@@ -17,6 +17,8 @@ export interface InjectSpec {
   fault: FaultName;
   /** 1-based: before scenario step `at`; steps + 1 means after the last one. */
   at: number;
+  /** Inject this long after step `at` started, while it runs, instead of before it. */
+  afterMs?: number;
   /** Try the rescue route when the firmware boot after the fault fails. */
   rescue?: boolean;
   /** pulled-disk: which disk (default: the first, the one the firmware boots). */

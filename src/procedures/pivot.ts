@@ -8,6 +8,15 @@ import type { Machine } from "../vm/machine.ts";
 
 export type Log = (message: string) => void;
 
+/**
+ * Where a procedure step's commands go: SSH (a Machine), or the serial
+ * console (a ConsoleShell) when SSH is gone.
+ */
+export interface Shell {
+  run(command: string, opts?: { timeoutMs?: number }): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+  succeed(command: string, opts?: { timeoutMs?: number; hint?: string }): Promise<string>;
+}
+
 export const NEW_ROOT = "/mnt/newroot";
 export const OLD_ROOT = "/mnt/oldroot";
 
@@ -114,7 +123,7 @@ findmnt -no SOURCE /`;
  * Runbook step 11: re-execute init and restart daemons from the new root,
  * then prove a new SSH session works on it.
  */
-export async function restartOnNewRoot(vm: Machine, q: Quiesced, log: Log): Promise<void> {
+export async function restartOnNewRoot(vm: Shell, q: Quiesced, log: Log): Promise<void> {
   await vm.succeed("systemctl daemon-reexec");
   await vm.succeed("systemctl restart ssh.service");
   const again = (await vm.succeed("findmnt -no SOURCE /")).trim();
@@ -132,7 +141,7 @@ export async function restartOnNewRoot(vm: Machine, q: Quiesced, log: Log): Prom
   }
 }
 
-async function unitsUsing(vm: Machine, path: string): Promise<string[]> {
+async function unitsUsing(vm: Shell, path: string): Promise<string[]> {
   const pids = (await vm.run(`lsof -n -w ${path} 2>/dev/null | awk 'NR>1 {print $2}' | sort -un`)).stdout.split("\n").filter(Boolean);
   const units = new Set<string>();
   for (const pid of pids) {
@@ -143,12 +152,12 @@ async function unitsUsing(vm: Machine, path: string): Promise<string[]> {
 }
 
 /** The device number ("8:2") of the filesystem mounted at `mountpoint`. */
-async function majMin(vm: Machine, mountpoint: string): Promise<string> {
+async function majMin(vm: Shell, mountpoint: string): Promise<string> {
   return (await vm.run(`findmnt -no MAJ:MIN ${mountpoint} | head -n 1`)).stdout.trim();
 }
 
 /** Services whose processes have device `dev` ("8:2") mounted in a mount namespace of their own. */
-async function unitsSeeing(vm: Machine, dev: string): Promise<string[]> {
+async function unitsSeeing(vm: Shell, dev: string): Promise<string[]> {
   if (!/^\d+:\d+$/.test(dev)) return [];
   const out = await vm.run(`init=$(readlink /proc/1/ns/mnt)
 for p in /proc/[0-9]*; do
@@ -159,7 +168,7 @@ done | sort -u`);
 }
 
 /** Runbook step 12.2: unmount the old root; lazily if something still holds it. */
-export async function releaseOldRoot(vm: Machine, log: Log): Promise<"clean" | "lazy"> {
+export async function releaseOldRoot(vm: Shell, log: Log): Promise<"clean" | "lazy"> {
   const dev = await majMin(vm, OLD_ROOT);
   const r = await vm.run(`umount ${OLD_ROOT} 2>&1`);
   if (r.exitCode === 0) {

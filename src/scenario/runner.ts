@@ -67,20 +67,52 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
   let scenarioSteps = 0;
   let injectedAt: string | undefined;
   let ctxRef: ScenarioContext | undefined;
+  // A fault from the command line, or the one the scenario itself is about.
+  const spec: InjectSpec | undefined = opts.inject ?? s.fault?.inject;
   const inject = async (before: string) => {
-    const spec = opts.inject!;
     injectedAt = before;
     const vm = machines[0]!;
-    await step(`fault: ${spec.fault} before step ${spec.at} (${before})`, async () => {
-      const rec = ctxRef!.injected(await injectGeneric(vm, spec));
+    await step(`fault: ${spec!.fault} before step ${spec!.at} (${before})`, async () => {
+      const rec = ctxRef!.injected(await injectGeneric(vm, spec!));
       rec.step = before;
     });
-    if (STOPS_PROCEDURE.has(spec.fault)) throw new FaultStop(spec.fault);
+    if (STOPS_PROCEDURE.has(spec!.fault)) throw new FaultStop(spec!.fault);
+  };
+  /** The fault `afterMs` into step `name`, while the step runs. */
+  const injectDuring = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    injectedAt = name;
+    const vm = machines[0]!;
+    let stepEnded = false;
+    const timer = new Promise((r) => setTimeout(r, spec!.afterMs)).then(async () => {
+      const rec = ctxRef!.injected(await injectGeneric(vm, spec!));
+      rec.step = name;
+      rec.details.duringStep = { afterMs: spec!.afterMs, stepEndedFirst: stepEnded };
+    });
+    let result: T;
+    try {
+      result = await fn();
+    } catch (err) {
+      await timer;
+      // The step failed because the machine went away under it: that is the fault, not the procedure.
+      if (STOPS_PROCEDURE.has(spec!.fault)) throw new FaultStop(spec!.fault);
+      throw err;
+    } finally {
+      stepEnded = true;
+    }
+    await timer;
+    if (STOPS_PROCEDURE.has(spec!.fault)) throw new FaultStop(spec!.fault);
+    return result;
   };
   const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-    if (inScenario && current === undefined && opts.inject) {
+    if (inScenario && current === undefined && spec) {
       scenarioSteps++;
-      if (scenarioSteps === opts.inject.at && injectedAt === undefined) await inject(name);
+      if (scenarioSteps === spec.at && injectedAt === undefined) {
+        if (spec.afterMs === undefined) await inject(name);
+        else {
+          const body = fn;
+          fn = () => injectDuring(name, body);
+        }
+      }
     }
     const rec: StepRecord = { name, status: "passed", durationMs: 0, startedAtMs: Date.now() - started, log: [] };
     const outer = current;
@@ -153,7 +185,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     });
     const data = new DataSet();
     if (s.seedData !== false) await step("seed data set", async () => log(`${Object.keys(await data.seed(vm)).length} entries`));
-    const rootBefore = opts.inject ? (await vm.succeed("findmnt -no SOURCE /")).trim().replace(/\[.*\]$/, "") : "";
+    const rootBefore = spec ? (await vm.succeed("findmnt -no SOURCE /")).trim().replace(/\[.*\]$/, "") : "";
     const ctx: ScenarioContext = {
       vm,
       data,
@@ -189,10 +221,9 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
       },
     };
     ctxRef = ctx;
-    if (!opts.inject) {
+    if (!spec) {
       await s.run(ctx);
     } else {
-      const spec = opts.inject;
       const row: ProbeResult = { fault: spec.fault, at: spec.at, before: "", procedure: "completed", boot: { outcome: "not reached" }, root: { which: "none" }, data: { state: "unknown" } };
       report.probe = row;
       inScenario = true;
@@ -212,8 +243,10 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
           hint: `\`vmlab sweep ${s.name} --fault ${spec.fault} --plan\` lists the steps`,
         });
       }
-      row.before = injectedAt;
+      row.before = spec.afterMs === undefined ? injectedAt : `${injectedAt} (${(spec.afterMs / 1000).toFixed(1)} s in)`;
       await observeAfterFault(ctx, spec, rootBefore, row);
+      // A scenario about this fault says what the lab must have seen; a fault from the command line is an observation.
+      if (!opts.inject && s.fault) await step("expected after the fault", async () => s.fault!.expect(row, ctx));
     }
     report.verdict = "pass";
   } catch (err) {

@@ -1,6 +1,7 @@
 import type { BuiltImage } from "../image/build.ts";
 import type { KeptVm } from "../vm/kept.ts";
 import type { FaultRecord, Injection } from "../faults/index.ts";
+import type { InjectSpec } from "../faults/inject.ts";
 import type { BootRecord, Machine, MachineOptions } from "../vm/machine.ts";
 import type { DataCheck, DataSet } from "./dataset.ts";
 
@@ -53,6 +54,12 @@ export interface Scenario {
    * sdc, ...) by size, and memory. Each combination gets its own warm state.
    */
   hardware?: { extraDisks?: string[]; memoryMiB?: number };
+  /**
+   * A scenario about a fault: the lab injects it at a step boundary (or
+   * `afterMs` into a step), power-cycles the machine, observes it, and the
+   * scenario passes only if `expect` accepts what was observed.
+   */
+  fault?: { inject: InjectSpec; expect(probe: ProbeResult, ctx: ScenarioContext): Promise<void> | void };
   run(ctx: ScenarioContext): Promise<void>;
 }
 

@@ -1,0 +1,41 @@
+import { scenario } from "../src/scenario/types.ts";
+import { VmlabError } from "../src/errors.ts";
+
+/**
+ * The only disk of a non-redundant machine is pulled while it runs (QMP
+ * device_del) and stays out at the next power-on: the firmware finds nothing
+ * to boot, and the lab must say so (no-bootable-device), not wait for SSH
+ * until a timeout. Plugged back in, the same disk boots with the data set
+ * intact: pulling a disk from an idle machine loses nothing that was synced.
+ * A pulled disk under a RAID1 mirror (the machine still boots, degraded) is
+ * part of root-to-mdraid1.
+ */
+export default scenario({
+  name: "pulled-disk",
+  description: "pull the only disk (QMP device_del): classified no bootable device; plugged back, it boots with data intact",
+  image: "debian12-bios",
+  tags: ["fault", "pulled-disk"],
+  kind: "twin",
+  fault: {
+    inject: { fault: "pulled-disk", at: 2, disk: "sda" },
+    async expect(p, { vm, step, data, record, runDir }) {
+      record("afterPull", p);
+      if (p.boot.outcome !== "no-bootable-device") {
+        throw new VmlabError(`with its only disk pulled the machine ended as ${p.boot.outcome}, expected no-bootable-device`, { hint: "the firmware must find nothing to boot" });
+      }
+      await step("plug the disk back in and boot through firmware", async () => {
+        // The lab gives each disk an overlay named after its id in the run directory.
+        vm.opts.disks = [{ path: `${runDir}/sda.qcow2`, format: "qcow2", id: "sda", scsiId: 0 }];
+        const b = await vm.boot({ reason: "power-on with the disk plugged back" });
+        if (b.outcome !== "ssh") throw new VmlabError(`with the disk plugged back the machine ended as ${b.outcome}`);
+        record("dataAfterReplug", await data.expectIntact(vm));
+      });
+    },
+  },
+  async run({ vm, step, record }) {
+    await step("note the machine's disk and root", async () => record("before", (await vm.succeed("lsblk -dno NAME,SERIAL; findmnt -no SOURCE /")).trim()));
+    await step("keep working (the disk is gone by now)", async () => {
+      record("afterPullSsh", (await vm.run("ls /; sync", { timeoutMs: 20_000 })).exitCode);
+    });
+  },
+});

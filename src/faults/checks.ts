@@ -1,0 +1,24 @@
+/**
+ * What fault scenarios check after a failed procedure: that the machine was
+ * left as it was. Shared by busy-root and io-errors.
+ */
+import { VmlabError } from "../errors.ts";
+import { expectRoot } from "../procedures/pivot.ts";
+import type { ScenarioContext } from "../scenario/types.ts";
+
+/** `/` is still `device`, writable, the LV `lv` ("vg/name") does not exist, and the data set is intact. */
+export async function expectLeftAsItWas(ctx: ScenarioContext, device: string, fstype: string, lv: string): Promise<void> {
+  const { vm, data, record } = ctx;
+  record("root", await expectRoot(vm, device, fstype));
+  const w = await vm.run("f=/var/lib/vmlab/still-writable; mkdir -p /var/lib/vmlab && date > $f && sync && rm $f");
+  if (w.exitCode !== 0) throw new VmlabError("/ is not writable after the aborted procedure", { output: w.stderr, hint: "the abort must remount / read-write" });
+  const lvs = await vm.run(`lvs --noheadings ${lv} 2>&1`);
+  if (lvs.exitCode === 0) throw new VmlabError(`a half-made LV ${lv} was left behind`, { output: lvs.stdout, hint: "the abort must remove the LV it created" });
+  record("data", await data.expectIntact(vm));
+}
+
+/** The text of an error as a sysadmin sees it: message, output and hint. */
+export function errorText(err: unknown): string {
+  if (err instanceof VmlabError) return [err.message, err.output ?? "", err.hint ?? ""].join("\n");
+  return String((err as Error)?.message ?? err);
+}
