@@ -43,9 +43,10 @@ usage:
     selection, for run and list:   --tag T / --exclude-tag T (repeatable), --shard k/n (this
                                    runner's share, balanced by recorded durations; list prints
                                    one name a line), --durations FILE (default ~/.cache/vmlab/durations.json)
-    faults, for run:               --fault NAME --at K inject a fault before step K and observe the machine
-                                   after it (--rescue: try the rescue route if it does not boot)
-  vmlab sweep <name> --fault NAME [--at 1,3-5] [--rescue] [--jobs N] [--plan]
+    faults, for run:               --fault NAME --at K inject a fault before step K (--after S: S seconds
+                                   into it) and observe the machine after it (--rescue: try the rescue
+                                   route if it does not boot)
+  vmlab sweep <name> --fault NAME [--at 1,3-5] [--after S] [--rescue] [--jobs N] [--plan]
                                    run the scenario once per step boundary with the fault injected there;
                                    prints and writes a table: boots?, which root, data intact?, rescue?
                                    (--plan: list the steps and stop; --disk ID for pulled-disk,
@@ -198,18 +199,27 @@ export function defaultJobs(cores = availableParallelism(), memBytes = freemem()
 const FAULT_OPTIONS = {
   fault: { type: "string" },
   at: { type: "string" },
+  after: { type: "string" },
   rescue: { type: "boolean" },
   disk: { type: "string" },
   device: { type: "string" },
 } as const;
 
 /** Check --fault and a one-boundary --at against the scenario's steps (exit 2 before anything runs). */
-async function injectSpec(s: Scenario, v: { fault?: string; rescue?: boolean; disk?: string; device?: string }, at: string): Promise<InjectSpec> {
+/** `--after S`: seconds into the step, a number >= 0. */
+function afterMs(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^\d+(\.\d+)?$/.test(v) || !Number.isFinite(n)) throw new UsageError(`bad --after "${v}": use seconds, like 4 or 2.5`);
+  return Math.round(n * 1000);
+}
+
+async function injectSpec(s: Scenario, v: { fault?: string; after?: string; rescue?: boolean; disk?: string; device?: string }, at: string): Promise<InjectSpec> {
   const fault = faultByName(v.fault!);
   const plan = await planSteps(s);
   const list = parseBoundaries(at, plan.steps.length, { complete: plan.complete, hint: `\`vmlab sweep ${s.name} --fault ${fault} --plan\` lists the steps` });
   if (list.length !== 1) throw new UsageError(`--at takes one step for vmlab run, not "${at}"`, { hint: `\`vmlab sweep ${s.name} --fault ${fault} --at ${at}\` runs several` });
-  return { fault, at: list[0]!, rescue: v.rescue, disk: v.disk, device: v.device };
+  return { fault, at: list[0]!, afterMs: afterMs(v.after), rescue: v.rescue, disk: v.disk, device: v.device };
 }
 
 async function cmdFaults(): Promise<number> {
@@ -235,6 +245,7 @@ async function cmdSweep(args: string[]): Promise<number> {
       : parseBoundaries(values.at, plan.steps.length, { complete: plan.complete, hint: `\`vmlab sweep ${s.name} --fault ${fault} --plan\` lists the steps` });
   const jobs = values.jobs === undefined ? defaultJobs() : Number(values.jobs);
   if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`bad --jobs "${values.jobs}": use a whole number of 1 or more`);
+  const after = afterMs(values.after);
   if (values.plan) {
     const on = new Set(boundaries);
     plan.steps.forEach((n, i) => out(`${on.has(i + 1) ? "*" : " "} ${String(i + 1).padStart(2)}  ${n}`));
@@ -252,6 +263,7 @@ async function cmdSweep(args: string[]): Promise<number> {
   const result = await sweep(s, {
     fault,
     boundaries,
+    afterMs: after,
     rescue: values.rescue,
     jobs,
     reportDir: values["report-dir"],
@@ -306,7 +318,7 @@ async function cmdRun(args: string[]): Promise<number> {
   // Resolve every scenario and check the host before anything starts.
   const { scenarios, shard, selected } = await selectScenarios(names, values);
   let inject: InjectSpec | undefined;
-  if (values.fault !== undefined || values.at !== undefined || values.rescue) {
+  if (values.fault !== undefined || values.at !== undefined || values.rescue || values.after !== undefined) {
     if (values.fault === undefined || values.at === undefined) throw new UsageError("--fault and --at go together: --fault NAME --at K", { hint: "`vmlab faults` lists the faults; `vmlab sweep <scenario> --fault NAME --plan` numbers the steps" });
     if (scenarios.length !== 1) throw new UsageError("--fault needs exactly one scenario");
     inject = await injectSpec(scenarios[0]!, values, values.at);

@@ -86,6 +86,7 @@ export function parseBoundaries(spec: string, steps: number, o: { complete?: boo
 export interface SweepOptions {
   fault: FaultName;
   boundaries: number[];
+  afterMs?: number;
   rescue?: boolean;
   jobs: number;
   reportDir?: string;
@@ -114,7 +115,7 @@ export async function sweep(s: Scenario, o: SweepOptions): Promise<SweepResult> 
   await Promise.all(
     Array.from({ length: Math.min(o.jobs, queue.length) }, async () => {
       for (let at = queue.shift(); at !== undefined; at = queue.shift()) {
-        const spec: InjectSpec = { fault: o.fault, at, rescue: o.rescue, disk: o.disk, device: o.device };
+        const spec: InjectSpec = { fault: o.fault, at, afterMs: o.afterMs, rescue: o.rescue, disk: o.disk, device: o.device };
         const r = await runScenario(s, { reportDir: dir, onEvent: o.onEvent, inject: spec });
         const probe = r.probe ?? { fault: o.fault, at, before: "?", procedure: "completed" as const, boot: { outcome: "not reached" }, root: { which: "none" as const }, data: { state: "unknown" as const } };
         const row = { ...probe, verdict: r.verdict, error: r.error?.message, report: join(r.runDir, "report.json") };

@@ -133,7 +133,7 @@ describe("fault sweep: steps and boundaries", () => {
           at: 9,
           before: "rebuild the initramfs",
           procedure: "stopped",
-          boot: { outcome: "kernel-panic", detail: "root-mount" },
+          boot: { outcome: "kernel-panic", detail: "no-root" },
           root: { which: "none" },
           data: { state: "unknown" },
           rescue: { boot: { outcome: "ssh" }, root: { which: "new", device: "/dev/mapper/sys-root" }, data: { state: "intact" } },
@@ -145,7 +145,7 @@ describe("fault sweep: steps and boundaries", () => {
     const t = sweepTable(r);
     expect(t[0]).toMatch(/^step\s+fault before\s+procedure\s+firmware boot\s+root\s+data\s+rescue$/);
     expect(t[2]).toMatch(/^1\s+create LV\s+stopped\s+boots\s+old \/dev\/sda2\s+intact\s+not needed$/);
-    expect(t[3]).toMatch(/^9\s+rebuild the initramfs\s+stopped\s+kernel-panic \(root-mount\)\s+-\s+-\s+boots, new \/dev\/mapper\/sys-root, data intact$/);
+    expect(t[3]).toMatch(/^9\s+rebuild the initramfs\s+stopped\s+kernel-panic \(no-root\)\s+-\s+-\s+boots, new \/dev\/mapper\/sys-root, data intact$/);
     expect(t.at(-1)).toBe("root-to-lvm, fault power-cut: 2 runs in 600 s wall time");
   });
 });

@@ -1,0 +1,158 @@
+/**
+ * The fault scenarios through the real `vmlab run`, two at a time, and a
+ * fault sweep through the real `vmlab sweep`. Every assertion reads what the
+ * lab recorded: each boot's path and classified outcome with its evidence,
+ * where `/` lives afterwards, and the data set's checksums.
+ */
+import { readFile, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { dir } from "tmp-promise";
+import type { FaultRecord } from "../../src/faults/index.ts";
+import type { SweepResult } from "../../src/suite/sweep.ts";
+import type { ProbeResult, ScenarioReport } from "../../src/scenario/types.ts";
+import { qemuPids, vmlab } from "./helpers.ts";
+
+let reports = "";
+beforeAll(async () => {
+  reports = (await dir({ unsafeCleanup: true })).path;
+});
+
+async function run(names: string[]): Promise<{ exitCode: number; output: string; report: Record<string, ScenarioReport> }> {
+  const out = join(reports, names[0]!);
+  const r = await vmlab(["run", "--jobs", String(Math.min(2, names.length)), ...names, "--report-dir", out]);
+  const report: Record<string, ScenarioReport> = {};
+  for (const d of await readdir(out)) {
+    const rep = JSON.parse(await readFile(join(out, d, "report.json"), "utf8")) as ScenarioReport;
+    report[rep.scenario] = rep;
+  }
+  return { exitCode: r.exitCode ?? -1, output: `${r.stdout}\n${r.stderr}`, report };
+}
+
+const boots = (r: ScenarioReport) => r.boots.map((b) => `${b.machine}:${b.reason}/${b.via}/${b.outcome}${b.detail ? `(${b.detail})` : ""}`);
+const intact = (d: unknown) => d as { intact: boolean; files: number };
+const fault = (r: ScenarioReport, name: string): FaultRecord => {
+  const f = r.faults?.find((x) => x.fault === name);
+  expect(f, `${r.scenario} recorded no ${name} fault`).toBeDefined();
+  return f!;
+};
+const LONG = 45 * 60_000;
+
+describe("faults that the procedure must survive without a reboot", () => {
+  it("busy root: remount,ro refused and the holder named; io-errors: dd fails with the guest's kernel messages; both leave the machine as it was", async () => {
+    const { exitCode, output, report } = await run(["busy-root", "io-errors"]);
+    expect(exitCode, output).toBe(0);
+
+    const busy = report["busy-root"]!;
+    expect(busy.verdict, busy.error?.message).toBe("pass");
+    const held = fault(busy, "busy-root");
+    expect(held.details.file).toBe("/root/busy-root.log");
+    expect(String(busy.facts.error)).toMatch(/could not be remounted read-only: it is busy/);
+    expect(String(busy.facts.error)).toContain(String(held.details.pid));
+    // Left as it was: the old root, no LV, the data's checksums unchanged. No reboot was needed.
+    expect(busy.facts.root).toMatchObject({ device: "/dev/sda2", fstype: "ext3" });
+    expect(intact(busy.facts.data)).toMatchObject({ intact: true, files: 200 });
+    expect(busy.steps.map((s) => s.name)).toContain("abort: leave the machine as it was");
+    expect(boots(busy)).toEqual(["vm:resume/saved-state/ssh"]);
+
+    const io = report["io-errors"]!;
+    expect(io.verdict, io.error?.message).toBe("pass");
+    const zone = fault(io, "io-errors");
+    expect(zone.details).toMatchObject({ device: "sys-root", start: 2097152, count: 131072 });
+    expect(zone.details.after).toContain("2097152 131072 error");
+    expect(String(io.facts.error)).toMatch(/Input\/output error/);
+    // The guest's own kernel lines about the failing device are in the report.
+    expect(zone.observed.some((l) => /I\/O error|critical target error|Buffer I\/O/.test(l)), zone.observed.join("\n")).toBe(true);
+    expect(io.facts.root).toMatchObject({ device: "/dev/sda2", fstype: "ext3" });
+    expect(intact(io.facts.data)).toMatchObject({ intact: true, files: 200 });
+    expect(await qemuPids()).toEqual([]);
+  }, LONG);
+});
+
+describe("faults that end in a power cycle", () => {
+  it("power cut during the copy boots the old root with the data intact; a pulled disk is no bootable device, and boots again plugged back", async () => {
+    const { exitCode, output, report } = await run(["power-cut", "pulled-disk"]);
+    expect(exitCode, output).toBe(0);
+
+    const cut = report["power-cut"]!;
+    expect(cut.verdict, cut.error?.message).toBe("pass");
+    const pc = fault(cut, "power-cut");
+    expect(pc.how).toBe("QMP quit");
+    expect(pc.step).toMatch(/^dd \/dev\/sda2 to \/dev\/sys\/root/);
+    const probe = cut.probe as ProbeResult;
+    expect(probe).toMatchObject({ procedure: "stopped", boot: { outcome: "ssh" }, root: { which: "old", device: "/dev/sda2" }, data: { state: "intact" } });
+    expect(boots(cut)).toEqual(["vm:resume/saved-state/ssh", "vm:power-on after the fault/firmware/ssh"]);
+
+    const pulled = report["pulled-disk"]!;
+    expect(pulled.verdict, pulled.error?.message).toBe("pass");
+    expect(fault(pulled, "pulled-disk").how).toBe("QMP device_del dev-sda");
+    expect(pulled.probe).toMatchObject({ boot: { outcome: "no-bootable-device" }, root: { which: "none" } });
+    expect(boots(pulled)).toEqual(["vm:resume/saved-state/ssh", "vm:power-on after the fault/firmware/no-bootable-device", "vm:power-on with the disk plugged back/firmware/ssh"]);
+    expect(pulled.boots[1]!.evidence.join("\n")).toMatch(/No bootable device/);
+    expect(intact(pulled.facts.dataAfterReplug)).toMatchObject({ intact: true, files: 200 });
+    expect(await qemuPids()).toEqual([]);
+  }, LONG);
+});
+
+describe("faults that need the rescue system", () => {
+  it("missing initrd panics on the root mount, stale fstab ends in emergency mode; rescue brings both back to a firmware boot with the data intact", async () => {
+    const { exitCode, output, report } = await run(["missing-initrd", "stale-fstab"]);
+    expect(exitCode, output).toBe(0);
+
+    const mi = report["missing-initrd"]!;
+    expect(mi.verdict, mi.error?.message).toBe("pass");
+    expect(fault(mi, "missing-initrd").details.removed).toEqual([expect.stringMatching(/^\/boot\/initrd\.img-6\./)]);
+    expect(boots(mi)).toEqual(["vm:resume/saved-state/ssh", "vm:reboot/firmware/kernel-panic(no-root)", "rescue:start/direct-kernel/ssh", "vm:start/firmware/ssh"]);
+    expect(mi.boots[1]!.evidence.join("\n")).toMatch(/VFS: Unable to mount root fs/);
+    expect(mi.facts.rescue).toMatchObject({ root: "/dev/sda2", boot: "/dev/sda1", grubDisks: ["/dev/sda"], repairs: ["initramfs", "grub"], bootAfter: { outcome: "ssh" } });
+    expect(mi.facts.root).toMatchObject({ device: "/dev/sda2", fstype: "ext3" });
+    expect(intact(mi.facts.data)).toMatchObject({ intact: true, files: 200 });
+
+    const sf = report["stale-fstab"]!;
+    expect(sf.verdict, sf.error?.message).toBe("pass");
+    const stale = fault(sf, "stale-fstab");
+    expect(stale.details.before).toMatch(/^UUID=\S+\s+\/boot\s/);
+    expect(boots(sf)).toEqual(["vm:resume/saved-state/ssh", "vm:reboot/firmware/emergency-mode", "rescue:start/direct-kernel/ssh", "vm:start/firmware/ssh"]);
+    // The fix puts back the UUID the fstab had before the fault.
+    const was = String(stale.details.before).split(/\s+/)[0]!;
+    expect(sf.facts.fstabFixed).toEqual([expect.stringMatching(new RegExp(`^UUID=\\S+ -> ${was} \\(/boot\\)$`))]);
+    expect(intact(sf.facts.data)).toMatchObject({ intact: true, files: 200 });
+    expect(await qemuPids()).toEqual([]);
+  }, LONG);
+});
+
+describe("dropped SSH", () => {
+  it("after pivot_root no new SSH session opens; the serial console alone finishes the move, and the machine boots the LV", async () => {
+    const { exitCode, output, report } = await run(["dropped-ssh"]);
+    expect(exitCode, output).toBe(0);
+    const r = report["dropped-ssh"]!;
+    expect(r.verdict, r.error?.message).toBe("pass");
+    expect(fault(r, "dropped-ssh").observed).toEqual(["a new SSH session did not get through within 15 s"]);
+    const names = r.steps.map((s) => s.name);
+    expect(names.indexOf("fault: the network link goes down after pivot_root")).toBe(names.indexOf("mount the copy and pivot_root into it") + 1);
+    expect(names.filter((n) => n.startsWith("console: "))).toHaveLength(7);
+    expect(boots(r)).toEqual(["vm:resume/saved-state/ssh", "vm:reboot typed on the serial console/firmware/ssh"]);
+    expect(r.facts.root).toMatchObject({ device: "/dev/mapper/sys-root", fstype: "ext3" });
+    expect(intact(r.facts.data)).toMatchObject({ intact: true, files: 200 });
+    expect(await qemuPids()).toEqual([]);
+  }, LONG);
+});
+
+describe("vmlab sweep", () => {
+  it("root-to-lvm with a power cut before two steps: a table row each, with boot outcome, root and data", async () => {
+    const out = join(reports, "sweep");
+    const r = await vmlab(["sweep", "root-to-lvm", "--fault", "power-cut", "--at", "2,11", "--jobs", "2", "--report-dir", out]);
+    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const [d] = (await readdir(out)).filter((x) => x.startsWith("sweep-root-to-lvm-power-cut-"));
+    const sweep = JSON.parse(await readFile(join(out, d!, "sweep.json"), "utf8")) as SweepResult;
+    expect(sweep.rows.map((x) => [x.at, x.before, x.procedure, x.boot.outcome, x.root.which, x.root.device, x.data.state])).toEqual([
+      [2, "stop writers on / and remount it read-only", "stopped", "ssh", "old", "/dev/sda2", "intact"],
+      [11, "reboot through firmware", "stopped", "ssh", "new", "/dev/mapper/sys-root", "intact"],
+    ]);
+    // The printed table is the one written next to sweep.json.
+    const table = await readFile(join(out, d!, "sweep.txt"), "utf8");
+    expect(r.stdout).toContain(table.split("\n")[0]);
+    expect(table).toMatch(/^2\s+stop writers on \/ and remount it read-only\s+stopped\s+boots\s+old \/dev\/sda2\s+intact\s+not needed$/m);
+    expect(await qemuPids()).toEqual([]);
+  }, LONG);
+});
