@@ -177,6 +177,6 @@ export async function forgetMdadmConf(vm: Machine): Promise<Injection> {
 
 /** The guest's recent kernel messages about I/O: the evidence a failed step is reported with. */
 export async function kernelIoMessages(vm: Machine, lines = 12): Promise<string[]> {
-  const r = await vm.run(`dmesg | grep -Ei 'I/O error|critical target error|blk_update_request|Buffer I/O|EXT[234]-fs error|device-mapper' | tail -n ${lines}`);
+  const r = await vm.run(`dmesg | grep -Ei 'I/O error|critical (target|medium) error|blk_update_request|Buffer I/O|EXT[234]-fs error' | tail -n ${lines}`);
   return r.stdout.split("\n").map((l) => l.trim()).filter(Boolean);
 }
