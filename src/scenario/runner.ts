@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { removeSocketLink } from "../vm/socket-dir.ts";
 import { VmlabError } from "../errors.ts";
 import { chooseAccel } from "../host/kvm.ts";
 import { ensureImage, type BuiltImage } from "../image/build.ts";
@@ -266,7 +267,10 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     const keep = opts.keep === "always" || (opts.keep === "on-failure" && report.verdict !== "pass");
     for (const m of machines) {
       if (keep && m.running) (report.kept ??= []).push(await keepMachine(m, report));
-      else await m.kill();
+      else {
+        await m.kill();
+        removeSocketLink(runDir, dirname(m.qmpSocket));
+      }
     }
     // Overlays hold gigabytes after a migration; the report keeps logs, not disks (a kept machine keeps its own).
     const keptDisks = new Set(report.kept?.flatMap((k) => k.overlays));

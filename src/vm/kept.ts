@@ -10,10 +10,11 @@
  * entry is cleaned: its overlays, sockets and the entry itself are removed;
  * the run's report directory (report, console log) stays.
  */
+import { removeSocketLink } from "./socket-dir.ts";
 import { labSshOptions } from "./ssh.ts";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { join, relative, isAbsolute } from "node:path";
+import { basename, dirname, join, relative, isAbsolute } from "node:path";
 import { UsageError } from "../errors.ts";
 import { cacheDir } from "../paths.ts";
 import type { Machine } from "./machine.ts";
@@ -140,7 +141,10 @@ function inside(dir: string, file: string): boolean {
 
 /** Remove a dead machine's overlays, sockets and entry. The report directory stays. */
 export async function cleanKept(e: KeptVm): Promise<void> {
-  for (const f of [...e.overlays, e.serialSocket, e.qmpSocket]) if (f && inside(e.reportDir, f)) await rm(f, { force: true });
+  // The sockets live in the run directory, perhaps reached through a short link to it (src/vm/socket-dir.ts).
+  const files = [...e.overlays, ...[e.serialSocket, e.qmpSocket].filter(Boolean).map((f) => join(e.reportDir, basename(f)))];
+  for (const f of files) if (inside(e.reportDir, f)) await rm(f, { force: true });
+  if (e.reportDir && e.qmpSocket) removeSocketLink(e.reportDir, dirname(e.qmpSocket));
   await rm(entryPath(e.id), { force: true });
 }
 

@@ -7,6 +7,7 @@ import { VmlabError } from "../errors.ts";
 import { classifyBoot, stalledAtHandover, terminalOutcome, type BootClassification } from "../boot/classify.ts";
 import { buildQemuArgs, type DiskAttachment, type QemuConfig } from "./qemu-args.ts";
 import { QmpClient } from "./qmp.ts";
+import { socketDir } from "./socket-dir.ts";
 import { registerPid, unregisterPid } from "./reaper.ts";
 import { sshRun, SshCommandError, SSH_CONNECTION_FAILED, type SshResult, type SshTarget } from "./ssh.ts";
 
@@ -123,8 +124,10 @@ export class Machine {
     // Pin each disk to its SCSI target, so pulling one leaves the others where they were.
     this.opts = { ...opts, disks: opts.disks.map((d, i) => ({ ...d, scsiId: d.scsiId ?? i })) };
     this.serialLog = join(opts.runDir, `${opts.name}.console.log`);
-    this.serialSocket = join(opts.runDir, `${opts.name}.serial.sock`);
-    this.qmpSocket = join(opts.runDir, `${opts.name}.qmp.sock`);
+    // Socket paths are limited to 107 bytes: a deep run directory is reached through a short link.
+    const sockets = socketDir(opts.runDir, `${opts.name}.serial.sock`);
+    this.serialSocket = join(sockets, `${opts.name}.serial.sock`);
+    this.qmpSocket = join(sockets, `${opts.name}.qmp.sock`);
     this.qemuLog = join(opts.runDir, `${opts.name}.qemu.log`);
   }
 

@@ -96,22 +96,6 @@ describe("booting real guests", () => {
     expect(boot.reached.grub).toBe(false);
   });
 
-  it("a machine without its initrd is classified as a kernel panic on the root mount", async () => {
-    // Start warm: the boot under test is the reboot.
-    const warm = await ensureWarmState(image, DEFAULT_PROFILE, await chooseAccel(), key);
-    const overlay = join(tmp.path, "noinitrd.qcow2");
-    await createOverlay(overlay, warm.disk, { backingFormat: "qcow2" });
-    const m = await machine("noinitrd", overlay, "qcow2", warm.state);
-    expect((await m.resume()).outcome).toBe("ssh");
-    await m.succeed("rm -v /boot/initrd.img-* && sync");
-    const boot = await m.reboot();
-    expect(boot.via).toBe("firmware");
-    expect(boot.outcome).toBe("kernel-panic");
-    expect(boot.detail).toBe("no-root");
-    expect(boot.evidence.join("\n")).toMatch(/VFS: Unable to mount root fs/);
-    expect(boot.reached.grub).toBe(true);
-  });
-
   it("leaves no QEMU running", async () => {
     for (const m of machines.splice(0)) await m.kill();
     expect(await qemuPids()).toEqual([]);

@@ -86,7 +86,7 @@ describe("faults that end in a power cycle", () => {
     const pulled = report["pulled-disk"]!;
     expect(pulled.verdict, pulled.error?.message).toBe("pass");
     expect(fault(pulled, "pulled-disk").how).toBe("QMP device_del dev-sda");
-    expect(pulled.probe).toMatchObject({ boot: { outcome: "no-bootable-device" }, root: { which: "none" } });
+    expect(pulled.probe).toMatchObject({ procedure: "stopped", boot: { outcome: "no-bootable-device" }, root: { which: "none" } });
     expect(boots(pulled)).toEqual(["vm:resume/saved-state/ssh", "vm:power-on after the fault/firmware/no-bootable-device", "vm:power-on with the disk plugged back/firmware/ssh"]);
     expect(pulled.boots[1]!.evidence.join("\n")).toMatch(/No bootable device/);
     expect(intact(pulled.facts.dataAfterReplug)).toMatchObject({ intact: true, files: 204 });
@@ -104,6 +104,7 @@ describe("faults that need the rescue system", () => {
     expect(fault(mi, "missing-initrd").details.removed).toEqual([expect.stringMatching(/^\/boot\/initrd\.img-6\./)]);
     expect(boots(mi)).toEqual(["vm:resume/saved-state/ssh", "vm:reboot/firmware/kernel-panic(no-root)", "rescue:start/direct-kernel/ssh", "vm:start/firmware/ssh"]);
     expect(mi.boots[1]!.evidence.join("\n")).toMatch(/VFS: Unable to mount root fs/);
+    expect(mi.boots[1]!.reached).toMatchObject({ firmware: true, grub: true, kernel: true, initramfs: false });
     expect(mi.facts.rescue).toMatchObject({ root: "/dev/sda2", boot: "/dev/sda1", grubDisks: ["/dev/sda"], repairs: ["initramfs", "grub"], bootAfter: { outcome: "ssh" } });
     expect(mi.facts.root).toMatchObject({ device: "/dev/sda2", fstype: "ext3" });
     expect(intact(mi.facts.data)).toMatchObject({ intact: true, files: 204 });
