@@ -149,19 +149,21 @@ describe("dropped SSH", () => {
 });
 
 describe("vmlab sweep", () => {
-  it("root-to-lvm with a power cut before two steps: a table row each, with boot outcome, root and data", async () => {
+  it("root-to-lvm with a power cut before two steps (before the copy, after the relabel): a table row each, with boot outcome, root and data", async () => {
     const out = join(reports, "sweep");
-    const r = await vmlab(["sweep", "root-to-lvm", "--fault", "power-cut", "--at", "2,11", "--jobs", "2", "--report-dir", out]);
+    const r = await vmlab(["sweep", "root-to-lvm", "--fault", "power-cut", "--at", "3,9", "--jobs", "2", "--report-dir", out]);
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
     const [d] = (await readdir(out)).filter((x) => x.startsWith("sweep-root-to-lvm-power-cut-"));
     const sweep = JSON.parse(await readFile(join(out, d!, "sweep.json"), "utf8")) as SweepResult;
     expect(sweep.rows.map((x) => [x.at, x.before, x.procedure, x.boot.outcome, x.root.which, x.root.device, x.data.state])).toEqual([
-      [2, "stop writers on / and remount it read-only", "stopped", "ssh", "old", "/dev/sda2", "intact"],
-      [11, "reboot through firmware", "stopped", "ssh", "new", "/dev/mapper/sys-root", "intact"],
+      // Before the copy: the LV holds nothing yet, the old root boots.
+      [3, "dd /dev/sda2 to /dev/sys/root, fsck, resize2fs", "stopped", "ssh", "old", "/dev/sda2", "intact"],
+      // After the relabel, only the LV answers to the root's UUID: it boots, initramfs and GRUB not yet redone.
+      [9, "rebuild the initramfs", "stopped", "ssh", "new", "/dev/mapper/sys-root", "intact"],
     ]);
     // The printed table is the one written next to sweep.json.
     const table = await readFile(join(out, d!, "sweep.txt"), "utf8");
     expect(r.stdout).toContain(table.split("\n")[0]);
-    expect(table).toMatch(/^2\s+stop writers on \/ and remount it read-only\s+stopped\s+boots\s+old \/dev\/sda2\s+intact\s+not needed$/m);
+    expect(table).toMatch(/^3\s+dd \/dev\/sda2 to \/dev\/sys\/root, fsck, resize2fs\s+stopped\s+boots\s+old \/dev\/sda2\s+intact\s+not needed$/m);
   });
 });
