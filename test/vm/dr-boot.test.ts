@@ -42,6 +42,10 @@ beforeAll(async () => {
   reports = (await dir({ unsafeCleanup: true })).path;
 });
 
+/** Both DR scenarios in one `vmlab run --jobs 2`, started by whichever test needs it first. */
+let pairRun: ReturnType<typeof vmlab> | undefined;
+const pair = () => (pairRun ??= vmlab(["run", "--jobs", "2", "mbr-boot-restore", "mbr-446-pitfall", "--report-dir", reports]));
+
 interface SwapFact {
   label: string;
   device: string;
@@ -71,7 +75,7 @@ describe("MBR + /boot dd backup and restore on a real guest", () => {
   });
 
   it("mbr-boot-restore: backup, blank disk, dd back, firmware boot from the new disk, swap remade, data intact", async () => {
-    const r = await vmlab(["run", "mbr-boot-restore", "--report-dir", reports]);
+    const r = await pair();
     const report = await onlyReport(reports, "mbr-boot-restore");
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(report.verdict).toBe("pass");
@@ -106,7 +110,7 @@ describe("MBR + /boot dd backup and restore on a real guest", () => {
   });
 
   it("mbr-446-pitfall: only 446 bytes leave no bootable disk (classified); the whole backup from the host boots", async () => {
-    const r = await vmlab(["run", "mbr-446-pitfall", "--report-dir", reports]);
+    const r = await pair();
     const report = await onlyReport(reports, "mbr-446-pitfall");
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(report.kind).toBe("twin");
