@@ -11,23 +11,14 @@ import { dir } from "tmp-promise";
 import type { FaultRecord } from "../../src/faults/index.ts";
 import type { SweepResult } from "../../src/suite/sweep.ts";
 import type { ProbeResult, ScenarioReport } from "../../src/scenario/types.ts";
-import { qemuPids, vmlab } from "./helpers.ts";
+import { qemuPids, runScenarios, vmlab } from "./helpers.ts";
 
 let reports = "";
 beforeAll(async () => {
   reports = (await dir({ unsafeCleanup: true })).path;
 });
 
-async function run(names: string[]): Promise<{ exitCode: number; output: string; report: Record<string, ScenarioReport> }> {
-  const out = join(reports, names[0]!);
-  const r = await vmlab(["run", "--jobs", String(Math.min(2, names.length)), ...names, "--report-dir", out]);
-  const report: Record<string, ScenarioReport> = {};
-  for (const d of await readdir(out)) {
-    const rep = JSON.parse(await readFile(join(out, d, "report.json"), "utf8")) as ScenarioReport;
-    report[rep.scenario] = rep;
-  }
-  return { exitCode: r.exitCode ?? -1, output: `${r.stdout}\n${r.stderr}`, report };
-}
+const run = (names: string[]) => runScenarios(reports, names);
 
 const boots = (r: ScenarioReport) => r.boots.map((b) => `${b.machine}:${b.reason}/${b.via}/${b.outcome}${b.detail ? `(${b.detail})` : ""}`);
 const intact = (d: unknown) => d as { intact: boolean; files: number };

@@ -48,3 +48,18 @@ export async function endQemu(qemu: { pid?: number; exitCode: number | null } & 
   }
   await Promise.resolve(qemu).catch(() => undefined);
 }
+
+/**
+ * Run scenarios in one `vmlab run --jobs 2` under `parent/<first name>`;
+ * returns the exit code, the output, and each scenario's report by name.
+ */
+export async function runScenarios(parent: string, names: string[]): Promise<{ exitCode: number; output: string; report: Record<string, ScenarioReport> }> {
+  const out = join(parent, names[0]!);
+  const r = await vmlab(["run", "--jobs", String(Math.min(2, names.length)), ...names, "--report-dir", out]);
+  const report: Record<string, ScenarioReport> = {};
+  for (const d of await readdir(out)) {
+    const rep = JSON.parse(await readFile(join(out, d, "report.json"), "utf8")) as ScenarioReport;
+    report[rep.scenario] = rep;
+  }
+  return { exitCode: r.exitCode ?? -1, output: `${r.stdout}\n${r.stderr}`, report };
+}
