@@ -1,7 +1,7 @@
 import { scenario } from "../src/scenario/types.ts";
 import { VmlabError } from "../src/errors.ts";
 import { holdRootBusy, releaseBusyRoot } from "../src/faults/index.ts";
-import { errorText, expectLeftAsItWas } from "../src/faults/checks.ts";
+import { errorText, expectLeftAsItWas, failureOf } from "../src/faults/checks.ts";
 import { rootToLvm } from "../src/procedures/root-to-lvm.ts";
 
 /**
@@ -21,10 +21,7 @@ export default scenario({
   async run(ctx) {
     const { vm, step, record } = ctx;
     const fault = ctx.injected(await step("fault: a session process holds / busy", () => holdRootBusy(vm)));
-    const err = await rootToLvm(ctx, { vg: "sys", lv: "root", size: "3G", oldRoot: "/dev/sda2" }).then(
-      () => null,
-      (e: unknown) => e,
-    );
+    const err = await failureOf(rootToLvm(ctx, { vg: "sys", lv: "root", size: "3G", oldRoot: "/dev/sda2" }));
     await step("observe: the remount was refused as busy and named the holder", async () => {
       if (!err) throw new VmlabError("the migration went through although / was held busy", { hint: "remount,ro must be refused while a file on / is open for writing" });
       const text = errorText(err);

@@ -1,7 +1,7 @@
 import { scenario } from "../src/scenario/types.ts";
 import { VmlabError } from "../src/errors.ts";
 import { failSectors, type FaultRecord } from "../src/faults/index.ts";
-import { errorText, expectLeftAsItWas } from "../src/faults/checks.ts";
+import { errorText, expectLeftAsItWas, failureOf } from "../src/faults/checks.ts";
 import { rootToLvm } from "../src/procedures/root-to-lvm.ts";
 
 /**
@@ -21,7 +21,7 @@ export default scenario({
   async run(ctx) {
     const { vm, step, record } = ctx;
     let fault: FaultRecord | undefined;
-    const err = await rootToLvm(ctx, {
+    const err = await failureOf(rootToLvm(ctx, {
       vg: "sys",
       lv: "root",
       size: "3G",
@@ -30,10 +30,7 @@ export default scenario({
         // 1 GiB into the LV, 64 MiB long: inside the 2 GiB the dd writes.
         fault = ctx.injected(await failSectors(vm, "sys-root", 2 * 1024 * 1024, 128 * 1024));
       },
-    }).then(
-      () => null,
-      (e: unknown) => e,
-    );
+    }));
     await step("observe: the copy failed with I/O errors, with the guest's kernel messages", async () => {
       if (!fault) throw new VmlabError("the error zone was never put into the LV");
       if (!err) throw new VmlabError("the migration went through although the new LV returns I/O errors", { hint: "dd with conv=fsync must fail on a bad target" });

@@ -22,3 +22,11 @@ export function errorText(err: unknown): string {
   if (err instanceof VmlabError) return [err.message, err.output ?? "", err.hint ?? ""].join("\n");
   return String((err as Error)?.message ?? err);
 }
+
+/** The error a procedure failed with, or null when it went through: for scenarios that expect it to fail. */
+export function failureOf(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => null,
+    (e: unknown) => e,
+  );
+}

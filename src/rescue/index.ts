@@ -149,13 +149,13 @@ export async function rescue(ctx: ScenarioContext, opts: RescueOptions = {}): Pr
   const { vm: target, step, log } = ctx;
   const repairs = opts.repairs ?? ["fstab", "initramfs", "grub"];
   if (target.running) await target.powerCut();
-  const image = await step("rescue: the rescue image", async () => ensureImage(await loadRecipe(RESCUE_IMAGE), { progress: log }));
+  const recipe = await loadRecipe(RESCUE_IMAGE);
+  const image = await step("rescue: the rescue image", () => ensureImage(recipe, { progress: log }));
   const overlay = join(ctx.runDir, "rescue-disk.qcow2");
   await createOverlay(overlay, image.disk, { backingFormat: "qcow2" });
   const used = new Set(target.opts.disks.map((d) => d.scsiId));
   let scsiId = 0;
   while (used.has(scsiId)) scsiId++;
-  const recipe = await loadRecipe(RESCUE_IMAGE);
   const r = ctx.addMachine({
     name: "rescue",
     disks: [...target.opts.disks.map((d) => ({ ...d })), { path: overlay, format: "qcow2", id: RESCUE_DISK_ID, scsiId }],
