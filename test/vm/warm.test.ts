@@ -1,10 +1,12 @@
 /**
  * Warm starts on real guests: two machines resumed side by side from one
  * saved state share nothing they could collide on, each has its own clock
- * and randomness, and the saved state and its disk are never written.
+ * and randomness, its DHCP lease and SSH host key are sound, and the saved
+ * state and its disk are never written.
  */
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dir, type DirectoryResult } from "tmp-promise";
 import { createOverlay } from "../../src/disk/qemu-img.ts";
@@ -33,6 +35,14 @@ afterAll(async () => {
   await tmp.cleanup();
 });
 
+/** eth0's IPv4 address and the seconds its DHCP lease has left (networkd sets the address lifetime from the lease). */
+async function lease(m: Machine): Promise<{ address: string; validS: number }> {
+  const line = await m.succeed("ip -4 -o addr show dev eth0");
+  const hit = /inet (\S+) .*valid_lft (\d+)sec/.exec(line);
+  if (!hit) throw new Error(`no DHCP address with a lifetime on eth0: ${line}`);
+  return { address: hit[1]!, validS: Number(hit[2]) };
+}
+
 async function resumed(name: string): Promise<Machine> {
   const runDir = join(tmp.path, name);
   await mkdir(runDir);
@@ -52,7 +62,7 @@ describe("warm starts", () => {
     expect(await warmKey(image, DEFAULT_PROFILE, accel)).toBe(warm.key);
   });
 
-  it("two machines resumed at once: separate ports, sockets and disks; own clock and randomness; base untouched", async () => {
+  it("two machines resumed at once: separate ports, sockets and disks; own clock and randomness; DHCP lease and host key sound; base untouched", async () => {
     const stateSum = await sha256File(warm.state);
     const diskSum = await sha256File(warm.disk);
     const a = await resumed("a");
@@ -73,6 +83,24 @@ describe("warm starts", () => {
       // vmgenid makes each resumed guest reseed: no two runs share random numbers.
       const [ra, rb] = await Promise.all([a.succeed("head -c 32 /dev/urandom | od -An -tx1"), b.succeed("head -c 32 /dev/urandom | od -An -tx1")]);
       expect(ra).not.toBe(rb);
+      // The DHCP lease from the saving boot is still good for the rest of any run:
+      // networkd times it on the guest's boot clock, which stood still while the
+      // state sat on disk, so the date jump after a resume does not expire it.
+      for (const m of [a, b]) {
+        const l = await lease(m);
+        expect(l.address).toBe("10.0.2.15/24");
+        expect(l.validS).toBeGreaterThan(23 * 3600);
+        const link = await m.succeed("cat /run/systemd/netif/links/$(cat /sys/class/net/eth0/ifindex)");
+        expect(link).toMatch(/^ADMIN_STATE=configured$/m);
+        expect(link).toMatch(/^OPER_STATE=routable$/m);
+      }
+      // SSH host keys: the key a new connection is shown is the guest's own, and sshd accepts its configuration.
+      for (const m of [a, b]) {
+        const scanned = (await execa("ssh-keyscan", ["-p", String(m.sshPort), "-t", "ed25519", "127.0.0.1"])).stdout.trim().split(/\s+/).slice(1, 3).join(" ");
+        expect(scanned).toMatch(/^ssh-ed25519 AAAA/);
+        expect(scanned).toBe((await m.succeed("cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub")).trim());
+        await m.succeed("sshd -t");
+      }
       // A write in one machine is invisible in the other.
       await a.succeed("echo only-in-a > /root/mark && sync");
       expect((await b.run("cat /root/mark")).exitCode).not.toBe(0);
