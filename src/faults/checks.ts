@@ -5,6 +5,7 @@
 import { VmlabError } from "../errors.ts";
 import { expectRoot } from "../procedures/pivot.ts";
 import type { ScenarioContext } from "../scenario/types.ts";
+import type { BootRecord } from "../vm/machine.ts";
 
 /** `/` is still `device`, writable, the LV `lv` ("vg/name") does not exist, and the data set is intact. */
 export async function expectLeftAsItWas(ctx: ScenarioContext, device: string, fstype: string, lv: string): Promise<void> {
@@ -29,4 +30,16 @@ export function failureOf(p: Promise<unknown>): Promise<unknown> {
     () => null,
     (e: unknown) => e,
   );
+}
+
+/**
+ * A boot that must be a kernel panic on the root mount (no initrd to find the
+ * root with), proven by the kernel's own lines. `when` says which boot, for
+ * the error: "without an initrd", "after a rescue that left the initrd out".
+ */
+export function expectRootMountPanic(b: BootRecord, when: string): void {
+  if (b.outcome !== "kernel-panic") throw new VmlabError(`${when} the boot ended as ${b.outcome}, expected kernel-panic`, { output: b.evidence.join("\n") });
+  if (!b.evidence.some((l) => /VFS: Unable to mount root fs|No working init found|unable to mount root/i.test(l))) {
+    throw new VmlabError(`${when} the kernel panicked, but its evidence does not show the root mount failing`, { output: b.evidence.join("\n") });
+  }
 }

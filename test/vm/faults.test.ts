@@ -29,15 +29,15 @@ const fault = (r: ScenarioReport, name: string): FaultRecord => {
 };
 const LONG = 45 * 60_000;
 
-// All seven in one `vmlab run --jobs 2`, longest first: the queue keeps both
+// All eight in one `vmlab run --jobs 2`, longest first: the queue keeps both
 // slots busy (about 14 minutes under TCG on 2 cores, against 20 in pairs).
-const ALL = ["dropped-ssh", "missing-initrd", "stale-fstab", "io-errors", "busy-root", "power-cut", "pulled-disk"];
+const ALL = ["dropped-ssh", "missing-initrd", "stale-fstab", "missing-initrd-grub-only", "io-errors", "busy-root", "power-cut", "pulled-disk"];
 let runs: Awaited<ReturnType<typeof run>>;
 beforeAll(async () => {
   runs = await run(ALL);
 }, 60 * 60_000);
 
-it("all seven fault scenarios pass from vmlab run, and no QEMU is left", async () => {
+it("all eight fault scenarios pass from vmlab run, and no QEMU is left", async () => {
   expect(runs.exitCode, runs.output).toBe(0);
   expect(Object.keys(runs.report).sort()).toEqual([...ALL].sort());
   for (const r of Object.values(runs.report)) expect(r.verdict, `${r.scenario}: ${r.error?.message}`).toBe("pass");
@@ -133,6 +133,19 @@ describe("faults that need the rescue system", () => {
     expect(sf.facts.fstabFixed).toEqual([expect.stringMatching(new RegExp(`^${staleSpec} -> UUID=[0-9a-f-]{36} \\(/boot\\)$`))]);
     expect(sf.boots[1]!.evidence.join("\n")).toMatch(/Timed out waiting for device|Dependency failed for boot\.mount/);
     expect(intact(sf.facts.data)).toMatchObject({ intact: true, files: 204 });
+  });
+});
+
+describe("the rescue route's negative twin", () => {
+  it("a rescue that reinstalls GRUB but never rebuilds the initramfs leaves a machine that panics on the root mount again", () => {
+    const r = runs.report["missing-initrd-grub-only"]!;
+    expect(r.verdict, r.error?.message).toBe("pass");
+    expect(boots(r)).toEqual(["vm:resume/saved-state/ssh", "vm:reboot/firmware/kernel-panic(no-root)", "rescue:start/direct-kernel/ssh", "vm:start/firmware/kernel-panic(no-root)"]);
+    // The wrong repair was really done: fstab checked, GRUB reinstalled on the machine's disk, no initramfs step.
+    expect(r.facts.rescue).toMatchObject({ root: "/dev/sda2", boot: "/dev/sda1", grubDisks: ["/dev/sda"], repairs: ["fstab", "grub"], bootAfter: { outcome: "kernel-panic", detail: "no-root" } });
+    expect(r.steps.map((s) => s.name)).not.toContain("rescue: rebuild the initramfs in a chroot");
+    expect(r.boots[3]!.evidence.join("\n")).toMatch(/VFS: Unable to mount root fs/);
+    expect(r.facts.unrepaired).toMatchObject({ outcome: "kernel-panic", detail: "no-root" });
   });
 });
 
