@@ -96,7 +96,7 @@ describe("warm starts", () => {
       }
       // SSH host keys: the key a new connection is shown is the guest's own, and sshd accepts its configuration.
       for (const m of [a, b]) {
-        const scanned = (await execa("ssh-keyscan", ["-p", String(m.sshPort), "-t", "ed25519", "127.0.0.1"])).stdout.trim().split(/\s+/).slice(1, 3).join(" ");
+        const scanned = (await execa("ssh-keyscan", ["-T", "60", "-p", String(m.sshPort), "-t", "ed25519", "127.0.0.1"])).stdout.trim().split(/\s+/).slice(1, 3).join(" ");
         expect(scanned).toMatch(/^ssh-ed25519 AAAA/);
         expect(scanned).toBe((await m.succeed("cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub")).trim());
         await m.succeed("sshd -t");
