@@ -1,6 +1,7 @@
 /**
- * What fault scenarios check after a failed procedure: that the machine was
- * left as it was. Shared by busy-root and io-errors.
+ * What fault scenarios check: after a failed procedure, that the machine was
+ * left as it was (busy-root, io-errors); after a boot without an initrd, that
+ * it panicked on the root mount (missing-initrd and its rescue twin).
  */
 import { VmlabError } from "../errors.ts";
 import { expectRoot } from "../procedures/pivot.ts";
