@@ -72,7 +72,8 @@ export function formatDoctor(report: DoctorReport): string {
   const out = [line(head), ...rows.map(line), ""];
   out.push(`accelerator: ${report.accel.accel} (-cpu ${report.accel.cpu})`);
   out.push(`  ${report.accel.reason}`);
-  for (const c of report.accel.checks) out.push(`  ${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.detail}`);
+  // A failed KVM check is not a failure of the host: vmlab falls back to TCG.
+  for (const c of report.accel.checks) out.push(`  ${c.ok ? "ok" : "no"}  ${c.name}: ${c.detail}`);
   out.push("");
   if (report.ready) {
     out.push(report.installCommand ? "ready (optional tools are missing)" : "ready");
