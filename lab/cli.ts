@@ -44,9 +44,10 @@ usage:
                                    runner's share, balanced by recorded durations; list prints
                                    one name a line), --durations FILE (default ~/.cache/vmlab/durations.json)
     faults, for run:               --fault NAME --at K inject a fault before step K (--after S: S seconds
-                                   into it) and observe the machine after it (--rescue: try the rescue
+                                   into it; --after-written SIZE: once the step has written SIZE to disk)
+                                   and observe the machine after it (--rescue: try the rescue
                                    route if it does not boot)
-  vmlab sweep <name> --fault NAME [--at 1,3-5] [--after S] [--rescue] [--jobs N] [--plan]
+  vmlab sweep <name> --fault NAME [--at 1,3-5] [--after S | --after-written SIZE] [--rescue] [--jobs N] [--plan]
                                    run the scenario once per step boundary with the fault injected there;
                                    prints and writes a table: boots?, which root, data intact?, rescue?
                                    (--plan: list the steps and stop; --disk ID for pulled-disk,
@@ -200,6 +201,7 @@ const FAULT_OPTIONS = {
   fault: { type: "string" },
   at: { type: "string" },
   after: { type: "string" },
+  "after-written": { type: "string" },
   rescue: { type: "boolean" },
   disk: { type: "string" },
   device: { type: "string" },
@@ -214,12 +216,24 @@ function afterMs(v: string | undefined): number | undefined {
   return Math.round(n * 1000);
 }
 
-async function injectSpec(s: Scenario, v: { fault?: string; after?: string; rescue?: boolean; disk?: string; device?: string }, at: string): Promise<InjectSpec> {
+/**
+ * When in step K the fault goes in: `--after S` seconds into it, or
+ * `--after-written SIZE` once the guest has written that much to its disks
+ * since it started (the same point of a copy on any host). Not both.
+ */
+function during(v: { after?: string; "after-written"?: string }): Pick<InjectSpec, "afterMs" | "afterWrittenBytes"> {
+  if (v.after !== undefined && v["after-written"] !== undefined) {
+    throw new UsageError("--after and --after-written both say when the fault goes in: give one", { hint: "--after-written 16M cuts at the same point of a copy however fast the host is" });
+  }
+  return { afterMs: afterMs(v.after), afterWrittenBytes: v["after-written"] === undefined ? undefined : parseSize(v["after-written"], "--after-written") };
+}
+
+async function injectSpec(s: Scenario, v: { fault?: string; after?: string; "after-written"?: string; rescue?: boolean; disk?: string; device?: string }, at: string): Promise<InjectSpec> {
   const fault = faultByName(v.fault!);
   const plan = await planSteps(s);
   const list = parseBoundaries(at, plan.steps.length, { complete: plan.complete, hint: `\`vmlab sweep ${s.name} --fault ${fault} --plan\` lists the steps` });
   if (list.length !== 1) throw new UsageError(`--at takes one step for vmlab run, not "${at}"`, { hint: `\`vmlab sweep ${s.name} --fault ${fault} --at ${at}\` runs several` });
-  return { fault, at: list[0]!, afterMs: afterMs(v.after), rescue: v.rescue, disk: v.disk, device: v.device };
+  return { fault, at: list[0]!, ...during(v), rescue: v.rescue, disk: v.disk, device: v.device };
 }
 
 async function cmdFaults(): Promise<number> {
@@ -245,7 +259,7 @@ async function cmdSweep(args: string[]): Promise<number> {
       : parseBoundaries(values.at, plan.steps.length, { complete: plan.complete, hint: `\`vmlab sweep ${s.name} --fault ${fault} --plan\` lists the steps` });
   const jobs = values.jobs === undefined ? defaultJobs() : Number(values.jobs);
   if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`bad --jobs "${values.jobs}": use a whole number of 1 or more`);
-  const after = afterMs(values.after);
+  const when = during(values);
   if (values.plan) {
     const on = new Set(boundaries);
     plan.steps.forEach((n, i) => out(`${on.has(i + 1) ? "*" : " "} ${String(i + 1).padStart(2)}  ${n}`));
@@ -263,7 +277,7 @@ async function cmdSweep(args: string[]): Promise<number> {
   const result = await sweep(s, {
     fault,
     boundaries,
-    afterMs: after,
+    ...when,
     rescue: values.rescue,
     jobs,
     reportDir: values["report-dir"],

@@ -4,7 +4,9 @@ import flagship from "./root-to-lvm.ts";
 
 /**
  * The power goes out in the middle of the root → LVM copy: QEMU quits (QMP
- * quit) four seconds into the `dd` of the old root into the new LV. The lab
+ * quit) once the `dd` of the old root into the new LV has put 16 MiB on the
+ * disk. The cut is counted in bytes the guest wrote, not in seconds, so it
+ * falls at the same point of the copy on a fast host and a slow one. The lab
  * powers the machine on through the firmware and checks what a sysadmin
  * would ask first: does it boot, from which root, and is the data there.
  *
@@ -20,13 +22,13 @@ import flagship from "./root-to-lvm.ts";
  */
 export default scenario({
   name: "power-cut",
-  description: "power cut (QMP quit) 4 s into the dd of / into LVM: old root with data intact, or the half copy stopped by fsck",
+  description: "power cut (QMP quit) once the dd of / into LVM has written 16 MiB: old root with data intact, or the half copy stopped by fsck",
   image: "debian12-bios",
   tags: ["fault", "power-cut", "lvm"],
   runbook: "root-fs-replacement-over-ssh.ru.txt",
   kind: "twin",
   fault: {
-    inject: { fault: "power-cut", at: 3, afterMs: 4000 },
+    inject: { fault: "power-cut", at: 3, afterWrittenBytes: 16 * 2 ** 20 },
     expect(p, { vm, record }) {
       record("afterPowerCut", p);
       if (p.procedure !== "stopped") throw new VmlabError(`the procedure was not stopped by the power cut: ${p.procedure}`);

@@ -19,12 +19,41 @@ export interface InjectSpec {
   at: number;
   /** Inject this long after step `at` started, while it runs, instead of before it. */
   afterMs?: number;
+  /**
+   * Inject once the guest has written this many bytes to its disks since step
+   * `at` started, while it runs: a cut at a known point of a copy, however
+   * fast the host is (QMP query-blockstats, polled every 100 ms).
+   */
+  afterWrittenBytes?: number;
   /** Try the rescue route when the firmware boot after the fault fails. */
   rescue?: boolean;
   /** pulled-disk: which disk (default: the first, the one the firmware boots). */
   disk?: string;
   /** io-errors: which device-mapper device (default: the first LV the procedure made, found at injection time). */
   device?: string;
+}
+
+/** The bytes the guest has written to all of its disks, from a QMP query-blockstats reply. */
+export function writtenBytes(blockstats: unknown): number {
+  if (!Array.isArray(blockstats)) throw new Error("query-blockstats did not return a list");
+  let sum = 0;
+  for (const d of blockstats as Array<{ stats?: { wr_bytes?: unknown } }>) {
+    const n = d.stats?.wr_bytes;
+    if (typeof n === "number") sum += n;
+  }
+  return sum;
+}
+
+/**
+ * Resolves once `bytes` more than `base` have been written to the machine's
+ * disks, or when `done()` turns true first. Returns the bytes written since `base`.
+ */
+export async function untilWritten(vm: Machine, base: number, bytes: number, done: () => boolean): Promise<number> {
+  for (;;) {
+    const written = writtenBytes(await vm.qmpExecute("query-blockstats")) - base;
+    if (written >= bytes || done()) return written;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** Faults after which the procedure cannot go on: the machine is off or lost its disk. */

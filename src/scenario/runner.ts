@@ -10,7 +10,8 @@ import { defaultReportsDir } from "../paths.ts";
 import { keepMachine } from "../vm/kept.ts";
 import { expectBoot, Machine, type MachineOptions } from "../vm/machine.ts";
 import type { FaultRecord } from "../faults/index.ts";
-import { FaultStop, injectGeneric, observeAfterFault, STOPS_PROCEDURE, type InjectSpec } from "../faults/inject.ts";
+import { FaultStop, injectGeneric, observeAfterFault, STOPS_PROCEDURE, untilWritten, writtenBytes, type InjectSpec } from "../faults/inject.ts";
+import { formatSize } from "../disk/size.ts";
 import { ensureWarmState, machineDisks, profileFor } from "../vm/warm.ts";
 import { DataSet } from "./dataset.ts";
 import { loadRecipe } from "./registry.ts";
@@ -79,15 +80,27 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     });
     if (STOPS_PROCEDURE.has(spec!.fault)) throw new FaultStop(spec!.fault);
   };
-  /** The fault `afterMs` into step `name`, while the step runs. */
+  /** The fault `afterMs` into step `name`, or once it has written `afterWrittenBytes`, while the step runs. */
   const injectDuring = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     injectedAt = name;
     const vm = machines[0]!;
     let stepEnded = false;
-    const timer = new Promise((r) => setTimeout(r, spec!.afterMs)).then(async () => {
+    const t0 = Date.now();
+    const bytes = spec!.afterWrittenBytes;
+    // What the step had written to disk when the fault came goes in the report either way.
+    const base = writtenBytes(await vm.qmpExecute("query-blockstats"));
+    const trigger: Promise<Record<string, unknown>> =
+      bytes === undefined
+        ? new Promise<void>((r) => setTimeout(r, spec!.afterMs)).then(async () => ({
+            afterMs: spec!.afterMs,
+            writtenBytes: writtenBytes(await vm.qmpExecute("query-blockstats")) - base,
+          }))
+        : untilWritten(vm, base, bytes, () => stepEnded).then((written) => ({ afterWrittenBytes: bytes, writtenBytes: written, afterMs: Date.now() - t0 }));
+    const timer = trigger.then(async (when) => {
+      const ended = stepEnded;
       const rec = ctxRef!.injected(await injectGeneric(vm, spec!));
       rec.step = name;
-      rec.details.duringStep = { afterMs: spec!.afterMs, stepEndedFirst: stepEnded };
+      rec.details.duringStep = { ...when, stepEndedFirst: ended };
     });
     let result: T;
     try {
@@ -108,7 +121,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     if (inScenario && current === undefined && spec) {
       scenarioSteps++;
       if (scenarioSteps === spec.at && injectedAt === undefined) {
-        if (spec.afterMs === undefined) await inject(name);
+        if (spec.afterMs === undefined && spec.afterWrittenBytes === undefined) await inject(name);
         else {
           const body = fn;
           fn = () => injectDuring(name, body);
@@ -244,7 +257,12 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
           hint: `\`vmlab sweep ${s.name} --fault ${spec.fault} --plan\` lists the steps`,
         });
       }
-      row.before = spec.afterMs === undefined ? injectedAt : `${injectedAt} (${(spec.afterMs / 1000).toFixed(1)} s in)`;
+      row.before =
+        spec.afterWrittenBytes !== undefined
+          ? `${injectedAt} (${formatSize(spec.afterWrittenBytes)} written)`
+          : spec.afterMs === undefined
+            ? injectedAt
+            : `${injectedAt} (${(spec.afterMs / 1000).toFixed(1)} s in)`;
       await observeAfterFault(ctx, spec, rootBefore, row);
       // A scenario about this fault says what the lab must have seen; a fault from the command line is an observation.
       if (!opts.inject && s.fault) await step("expected after the fault", async () => s.fault!.expect(row, ctx));

@@ -87,6 +87,8 @@ export interface SweepOptions {
   fault: FaultName;
   boundaries: number[];
   afterMs?: number;
+  /** Inject once step K has written this many bytes to disk (see InjectSpec). */
+  afterWrittenBytes?: number;
   rescue?: boolean;
   jobs: number;
   reportDir?: string;
@@ -115,7 +117,7 @@ export async function sweep(s: Scenario, o: SweepOptions): Promise<SweepResult> 
   await Promise.all(
     Array.from({ length: Math.min(o.jobs, queue.length) }, async () => {
       for (let at = queue.shift(); at !== undefined; at = queue.shift()) {
-        const spec: InjectSpec = { fault: o.fault, at, afterMs: o.afterMs, rescue: o.rescue, disk: o.disk, device: o.device };
+        const spec: InjectSpec = { fault: o.fault, at, afterMs: o.afterMs, afterWrittenBytes: o.afterWrittenBytes, rescue: o.rescue, disk: o.disk, device: o.device };
         const r = await runScenario(s, { reportDir: dir, onEvent: o.onEvent, inject: spec });
         const probe = r.probe ?? { fault: o.fault, at, before: "?", procedure: "completed" as const, boot: { outcome: "not reached" }, root: { which: "none" as const }, data: { state: "unknown" as const } };
         const row = { ...probe, verdict: r.verdict, error: r.error?.message, report: join(r.runDir, "report.json") };
