@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dir, type DirectoryResult } from "tmp-promise";
 import { errorZoneTable, faultByName, FAULTS } from "../../src/faults/index.ts";
+import { writtenBytes } from "../../src/faults/inject.ts";
 import { chooseTarget, parseProbes, repairFstab, type Probe } from "../../src/rescue/index.ts";
 import { loadScenario } from "../../src/scenario/registry.ts";
 import { defaultBoundaries, parseBoundaries, planSteps, sweepTable, type SweepResult } from "../../src/suite/sweep.ts";
@@ -57,6 +58,24 @@ describe("fault names", () => {
 });
 
 const probe = (p: Partial<Probe> & { device: string }): Probe => ({ fstype: "ext3", uuid: "", label: "", hasFstab: false, ...p });
+
+describe("a fault after so many bytes written", () => {
+  it("sums wr_bytes over every disk in a query-blockstats reply", () => {
+    const reply = [
+      { device: "", qdev: "/machine/peripheral/dev-sda/virtio-backend", "node-name": "sda-fmt", stats: { rd_bytes: 1 << 20, wr_bytes: 25165824, wr_operations: 3 } },
+      { device: "", qdev: "/machine/peripheral/dev-sdb/virtio-backend", "node-name": "sdb-fmt", stats: { rd_bytes: 0, wr_bytes: 4096, wr_operations: 1 } },
+      { device: "", "node-name": "empty", stats: {} },
+    ];
+    expect(writtenBytes(reply)).toBe(25165824 + 4096);
+    expect(writtenBytes([])).toBe(0);
+    expect(() => writtenBytes({ error: "x" })).toThrow(/did not return a list/);
+  });
+
+  it("power-cut cuts at 16 MiB of the copy, counted in bytes, not seconds", async () => {
+    const s = await loadScenario("power-cut");
+    expect(s.fault?.inject).toEqual({ fault: "power-cut", at: 3, afterWrittenBytes: 16 * 2 ** 20 });
+  });
+});
 
 describe("rescue: finding the target", () => {
   it("parses the probe lines, skipping other output", () => {
@@ -180,6 +199,17 @@ describe("vmlab sweep and run --fault: bad input", () => {
     const r = await vmlab(["sweep", "smoke"]);
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toContain("needs --fault");
+  });
+
+  it("--after with --after-written, or a bad size: exit 2 before anything starts", async () => {
+    const reports = join(tmp.path, "s3");
+    const both = await vmlab(["run", "root-to-lvm", "--fault", "power-cut", "--at", "3", "--after", "4", "--after-written", "16M", "--report-dir", reports]);
+    expect(both.exitCode).toBe(2);
+    expect(both.stderr).toContain("--after and --after-written both say when the fault goes in");
+    const bad = await vmlab(["sweep", "root-to-lvm", "--fault", "power-cut", "--at", "3", "--after-written", "lots", "--report-dir", reports]);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/bad --after-written "lots"/);
+    expect(existsSync(reports)).toBe(false);
   });
 
   it("--plan lists the numbered steps and marks the swept ones, without starting anything", async () => {

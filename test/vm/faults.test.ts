@@ -82,6 +82,11 @@ describe("faults that end in a power cycle", () => {
     const pc = fault(cut, "power-cut");
     expect(pc.how).toBe("QMP quit");
     expect(pc.step).toMatch(/^dd \/dev\/sda2 to \/dev\/sys\/root/);
+    // The cut came inside the copy, once 16 MiB of it (and less than the 2 GiB root) had reached the disk.
+    const at = pc.details.duringStep as { afterWrittenBytes: number; writtenBytes: number; stepEndedFirst: boolean };
+    expect(at).toMatchObject({ afterWrittenBytes: 16 * 2 ** 20, stepEndedFirst: false });
+    expect(at.writtenBytes).toBeGreaterThanOrEqual(16 * 2 ** 20);
+    expect(at.writtenBytes).toBeLessThan(2 * 2 ** 30);
     const probe = cut.probe as ProbeResult;
     expect(probe.procedure).toBe("stopped");
     // The copy begins with the superblock: two filesystems answer to the root's UUID, and the boot takes either.
