@@ -11,13 +11,15 @@ import { UsageError, VmlabError } from "../src/errors.ts";
 import { doctor, formatDoctor } from "../src/host/doctor.ts";
 import { setup } from "../src/host/setup.ts";
 import { requireTool } from "../src/host/tools.ts";
+import { chooseAccel } from "../src/host/kvm.ts";
 import { ensureImage, listImages, removeImage } from "../src/image/build.ts";
 import { createImage, imageInfo } from "../src/disk/qemu-img.ts";
 import { formatSize, parseSize } from "../src/disk/size.ts";
 import { loadRecipe, loadScenario, recipeNames, scenarioNames } from "../src/scenario/registry.ts";
 import { runScenario } from "../src/scenario/runner.ts";
 import { cmdDr, cmdInspect } from "./dr.ts";
-import type { RunEvent, Scenario, ScenarioReport } from "../src/scenario/types.ts";
+import type { RunEvent, Scenario, ScenarioReport, StepRecord } from "../src/scenario/types.ts";
+import { reportHead } from "../src/scenario/report.ts";
 import { spawn } from "node:child_process";
 import { recipeHash } from "../src/image/build.ts";
 import { labKey } from "../src/image/keys.ts";
@@ -28,7 +30,7 @@ import { attachConsole, DETACH_KEY } from "../src/vm/console.ts";
 import { cleanKept, findKept, keptSshArgs, listKept, requireAlive, stopKept, type KeptStatus } from "../src/vm/kept.ts";
 import { createHash } from "node:crypto";
 import { faultByName, FAULTS } from "../src/faults/index.ts";
-import type { InjectSpec } from "../src/faults/inject.ts";
+import type { InjectSpec } from "../src/faults/types.ts";
 import { defaultBoundaries, parseBoundaries, planSteps, sweep, sweepTable } from "../src/suite/sweep.ts";
 
 const USAGE = `vmlab: rehearse storage migrations and disaster recovery on real Linux guests
@@ -137,7 +139,7 @@ async function cmdList(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { ...SELECT_OPTIONS, names: { type: "boolean" }, json: { type: "boolean" } } });
   const { scenarios } = await selectScenarios(await scenarioNames(), values);
   if (values.json) {
-    out(JSON.stringify(scenarios.map((s) => ({ name: s.name, description: s.description, kind: s.kind ?? "rehearsal", image: s.image, tags: s.tags ?? [] })), null, 2));
+    out(JSON.stringify(scenarios.map((s) => ({ name: s.name, description: s.description, kind: s.kind ?? "rehearsal", image: s.image, tags: s.tags ?? [], expect: s.expect })), null, 2));
   } else if (values.names || values.shard !== undefined) {
     for (const s of scenarios) out(s.name);
   } else {
@@ -160,7 +162,10 @@ function renderer(parallel = false): (e: RunEvent) => void {
         const t = `${e.scenario}: ${e.step.name} (${(e.step.durationMs / 1000).toFixed(1)} s)`;
         if (!spinner) break;
         if (e.step.status === "passed") spinner.succeed(t);
-        else spinner.fail(`${t}: ${e.step.error}`);
+        else {
+          spinner.fail(`${t}: ${e.step.error?.split("\n")[0]}`);
+          for (const l of stepFailureLines(e.step)) process.stderr.write(`    ${l}\n`);
+        }
         break;
       }
       case "log":
@@ -174,10 +179,22 @@ function renderer(parallel = false): (e: RunEvent) => void {
   };
 }
 
+/** What explains a failed step on the terminal: the command, its exit code, the last lines of its output. */
+function stepFailureLines(st: StepRecord): string[] {
+  const f = st.failure;
+  if (!f) return [];
+  const lines: string[] = [];
+  if (f.command) lines.push(`$ ${f.command.split("\n")[0]}${f.command.includes("\n") ? " ..." : ""}`);
+  if (f.exitCode !== undefined) lines.push(`exit code ${f.exitCode}`);
+  for (const [k, v] of [["stdout", f.stdout], ["stderr", f.stderr]] as const) for (const l of (v ?? "").split("\n").filter(Boolean).slice(-8)) lines.push(`${k}: ${l}`);
+  if (f.note) lines.push(f.note);
+  return lines;
+}
+
 function summarize(r: ScenarioReport): void {
   out("");
   out(`${r.scenario}: ${r.verdict.toUpperCase()} in ${(r.durationMs / 1000).toFixed(1)} s`);
-  for (const b of r.boots) out(`  boot ${b.reason} via ${b.via}: ${b.outcome}${b.detail ? ` (${b.detail})` : ""}`);
+  for (const l of reportHead(r)) out(`  ${l}`);
   if (r.error) {
     out(`  failed step: ${r.error.step ?? "(setup)"}`);
     out(`  error: ${r.error.message}`);
@@ -270,6 +287,7 @@ async function cmdSweep(args: string[]): Promise<number> {
   }
   requireTool("qemu-system-x86_64");
   requireTool("qemu-img");
+  const accel = await chooseAccel();
   await ensureImage(await loadRecipe(s.image), { progress: (m) => process.stderr.write(`image ${s.image}: ${m}\n`) });
   if (values.rescue) await ensureImage(await loadRecipe("rescue"), { progress: (m) => process.stderr.write(`image rescue: ${m}\n`) });
   process.stderr.write(`sweep ${s.name} --fault ${fault}: ${boundaries.length} runs (steps ${boundaries.join(", ")}), ${jobs} at a time\n`);
@@ -283,6 +301,7 @@ async function cmdSweep(args: string[]): Promise<number> {
     reportDir: values["report-dir"],
     disk: values.disk,
     device: values.device,
+    accel,
     onEvent,
     onRow: (row) => process.stderr.write(`sweep: step ${row.at} done: ${row.boot.outcome}, root ${row.root.which}, data ${row.data.state}\n`),
   });
@@ -332,8 +351,13 @@ async function cmdRun(args: string[]): Promise<number> {
   // Resolve every scenario and check the host before anything starts.
   const { scenarios, shard, selected } = await selectScenarios(names, values);
   let inject: InjectSpec | undefined;
-  if (values.fault !== undefined || values.at !== undefined || values.rescue || values.after !== undefined) {
-    if (values.fault === undefined || values.at === undefined) throw new UsageError("--fault and --at go together: --fault NAME --at K", { hint: "`vmlab faults` lists the faults; `vmlab sweep <scenario> --fault NAME --plan` numbers the steps" });
+  // Every fault option needs --fault: none of them is ever ignored.
+  const faultOnly = (["at", "after", "after-written", "rescue", "disk", "device"] as const).filter((k) => values[k] !== undefined);
+  if (values.fault === undefined && faultOnly.length) {
+    throw new UsageError(`${faultOnly.map((k) => `--${k}`).join(", ")} ${faultOnly.length > 1 ? "need" : "needs"} --fault NAME --at K`, { hint: "`vmlab faults` lists the faults; `vmlab sweep <scenario> --fault NAME --plan` numbers the steps" });
+  }
+  if (values.fault !== undefined) {
+    if (values.at === undefined) throw new UsageError("--fault and --at go together: --fault NAME --at K", { hint: "`vmlab faults` lists the faults; `vmlab sweep <scenario> --fault NAME --plan` numbers the steps" });
     if (scenarios.length !== 1) throw new UsageError("--fault needs exactly one scenario");
     inject = await injectSpec(scenarios[0]!, values, values.at);
   }
@@ -345,6 +369,8 @@ async function cmdRun(args: string[]): Promise<number> {
   if (shard) process.stderr.write(`shard ${shard.index}/${shard.count}: ${scenarios.map((s) => s.name).join(", ")} (of ${selected} selected)\n`);
   requireTool("qemu-system-x86_64");
   requireTool("qemu-img");
+  // The accelerator is chosen before anything is written: a forced KVM that does not work is exit 2, nothing made.
+  const accel = await chooseAccel();
   // Build each image once before runs start in parallel.
   for (const image of new Set(scenarios.map((s) => s.image))) {
     await ensureImage(await loadRecipe(image), { progress: (m) => process.stderr.write(`image ${image}: ${m}\n`) });
@@ -355,7 +381,7 @@ async function cmdRun(args: string[]): Promise<number> {
   await Promise.all(
     Array.from({ length: Math.min(jobs, queue.length) }, async () => {
       for (let s = queue.shift(); s; s = queue.shift()) {
-        const r = await runScenario(s, { reportDir: values["report-dir"], onEvent, keep: keep as "always" | "on-failure" | undefined, inject });
+        const r = await runScenario(s, { reportDir: values["report-dir"], onEvent, keep: keep as "always" | "on-failure" | undefined, inject, accel });
         summarize(r);
         if (r.probe) for (const l of sweepTable({ scenario: s.name, fault: r.probe.fault as InjectSpec["fault"], rows: [{ ...r.probe, verdict: r.verdict, error: r.error?.message, report: "" }], wallMs: r.durationMs, dir: r.runDir })) out(l);
         printKept(r);

@@ -15,6 +15,10 @@ export default scenario({
   name: "busy-root",
   description: "root → LVM with / held busy by a session process: remount,ro refused, clean abort, machine as it was",
   image: "debian12-bios",
+  expect: {
+    failure: [{ says: "remount,ro is refused because / is busy", step: { name: "remount it read-only", error: "busy" }, facts: [{ path: "error", matches: "busy" }] }],
+    final: { boot: "no-reboot", root: "/dev/sda2", fstype: "ext3", data: "intact" },
+  },
   tags: ["fault", "busy-root", "lvm"],
   runbook: "root-fs-replacement-over-ssh.ru.txt",
   kind: "twin",

@@ -19,6 +19,15 @@ export default scenario({
   name: "dropped-ssh",
   description: "SSH lost right after pivot_root: finish root → LVM on the serial console alone, then a firmware boot from the LV",
   image: "debian12-bios",
+  expect: {
+    failure: [
+      {
+        says: "with the link down no new SSH session gets through, before and after the console recovery",
+        facts: [{ path: "sshWithLinkDown.answered", equals: false }, { path: "sshAfterConsoleRecovery.answered", equals: false }],
+      },
+    ],
+    final: { boot: "ssh", root: "/dev/mapper/sys-root", fstype: "ext3", data: "intact" },
+  },
   tags: ["fault", "dropped-ssh", "lvm", "console", "slow"],
   runbook: "root-fs-replacement-over-ssh.ru.txt",
   kind: "twin",
@@ -27,7 +36,9 @@ export default scenario({
     const q = await rootToLvm(ctx, { vg: "sys", lv: "root", size: "3G", oldRoot: "/dev/sda2", stopAfter: "pivot" });
     const fault = ctx.injected(await step("fault: the network link goes down after pivot_root", () => dropLink(vm)));
     await step("observe: no new SSH session can be opened", async () => {
-      if (await sshAnswers(vm, 15_000)) throw new VmlabError("a new SSH session still got through with the link down");
+      const answered = await sshAnswers(vm, 15_000);
+      record("sshWithLinkDown", { answered, waitedS: 15 });
+      if (answered) throw new VmlabError("a new SSH session still got through with the link down");
       fault.observed.push("a new SSH session did not get through within 15 s");
     });
     const con = new ConsoleShell(vm);
@@ -39,7 +50,9 @@ export default scenario({
     await step("console: rebuild the initramfs", () => con.succeed("update-initramfs -u -k all", { timeoutMs: 20 * 60_000 }));
     await step("console: grub-install and update-grub", () => con.succeed("grub-install /dev/sda && update-grub", { timeoutMs: 10 * 60_000 }));
     await step("observe: SSH is still gone after the whole procedure", async () => {
-      if (await sshAnswers(vm, 10_000)) throw new VmlabError("SSH answered while the link was down: the recovery was not console-only");
+      const answered = await sshAnswers(vm, 10_000);
+      record("sshAfterConsoleRecovery", { answered, waitedS: 10 });
+      if (answered) throw new VmlabError("SSH answered while the link was down: the recovery was not console-only");
     });
     await step("console: reboot; the link comes back; firmware boot", async () => {
       const from = await vm.logOffset();

@@ -18,6 +18,7 @@ export default scenario({
   name: "ext3-to-btrfs-convert",
   description: "convert / on sda2 from ext3 to btrfs in place from a pivoted temporary root, boot it, roll back with btrfs-convert -r, boot ext3",
   image: "debian12-bios",
+  expect: { final: { boot: "ssh", root: "/dev/sda2", fstype: "ext3", data: "intact" } },
   tags: ["btrfs", "pivot", "slow"],
   runbook: "root-fs-replacement-over-ssh.ru.txt",
   async run(ctx) {

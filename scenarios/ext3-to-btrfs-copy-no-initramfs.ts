@@ -14,6 +14,13 @@ export default scenario({
   name: "ext3-to-btrfs-copy-no-initramfs",
   description: "twin of ext3-to-btrfs-copy that skips the initramfs rebuild: the boot must fail without the btrfs module",
   image: "debian12-bios",
+  expect: {
+    failure: [
+      { says: "the initramfs cannot mount the btrfs root (no btrfs module)", boot: { outcome: "initramfs-shell", detail: ["mount-failed", "no-root-device"], evidence: "btrfs|Failed to mount|ALERT!|Gave up waiting" } },
+      { says: "the kernel cannot mount the btrfs root", boot: { outcome: "kernel-panic", detail: "no-root", evidence: "VFS: |btrfs" } },
+      { says: "the machine came back on something other than the btrfs root", boot: { outcome: "ssh" }, facts: [{ path: "observedFailure.kind", equals: "wrong-root" }] },
+    ],
+  },
   tags: ["btrfs", "lvm", "pivot", "twin"],
   kind: "twin",
   runbook: "root-fs-replacement-over-ssh.ru.txt",

@@ -13,6 +13,7 @@ export default scenario({
   name: "ext3-to-btrfs-copy",
   description: "copy / from ext3 on sda2 onto a fresh btrfs LV over SSH with pivot_root, then reboot through firmware",
   image: "debian12-bios",
+  expect: { final: { boot: "ssh", root: "/dev/mapper/sys-root", fstype: "btrfs", data: "intact" } },
   tags: ["btrfs", "lvm", "pivot"],
   runbook: "root-fs-replacement-over-ssh.ru.txt",
   async run(ctx) {

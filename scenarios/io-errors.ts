@@ -15,6 +15,10 @@ export default scenario({
   name: "io-errors",
   description: "root → LVM onto an LV with an error zone (dm error target): dd fails, kernel messages reported, clean abort",
   image: "debian12-bios",
+  expect: {
+    failure: [{ says: "the dd into the LV fails with an I/O error, reported with the guest's kernel lines", step: { name: "^dd ", error: "Input/output error" }, facts: [{ path: "error", matches: "Buffer I/O error|critical target error|I/O error, dev" }] }],
+    final: { boot: "no-reboot", root: "/dev/sda2", fstype: "ext3", data: "intact" },
+  },
   tags: ["fault", "io-errors", "lvm"],
   runbook: "root-fs-replacement-over-ssh.ru.txt",
   kind: "twin",

@@ -41,6 +41,7 @@ export default scenario({
   name: "lv-snapshot-nested-lvm",
   description: "a VM disk on an LV holding its own VG named like the host's: reach it by offset, resolve the name clash with vgimportclone",
   image: "debian12-bios",
+  expect: { final: { boot: "no-reboot", root: "/dev/sda2", fstype: "ext3", data: "intact" } },
   tags: ["lvm", "snapshot", "dr", "offset", "nested"],
   runbook: "lv-snapshot-offset-mount.es.txt",
   async run(ctx) {

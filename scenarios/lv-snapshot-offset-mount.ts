@@ -26,6 +26,7 @@ export default scenario({
   name: "lv-snapshot-offset-mount",
   description: "snapshot an LV holding a partitioned VM disk and mount partition 1 by byte offset; the direct mount fails",
   image: "debian12-bios",
+  expect: { final: { boot: "no-reboot", root: "/dev/sda2", fstype: "ext3", data: "intact" } },
   tags: ["lvm", "snapshot", "dr", "offset"],
   runbook: "lv-snapshot-offset-mount.es.txt",
   async run(ctx) {

@@ -35,6 +35,15 @@ export default scenario({
   name: "lvm-snapshot-overflow",
   description: "twin of lvm-snapshot-rollback with a 4M snapshot for a 16M upgrade: the lab must see it invalid and refuse to roll back",
   image: "debian12-bios",
+  expect: {
+    failure: [
+      {
+        says: "the 4M snapshot fills up and the kernel drops it (invalid), and every rollback refuses it",
+        facts: [{ path: "observedFailure.kind", equals: "snapshot-invalid" }, { path: "observedFailure.attr", matches: "^swi-I" }, { path: "rollbackRefused.rsync", matches: "is invalid" }, { path: "rollbackRefused.merge", matches: "is invalid" }, { path: "rollbackRefused.lvconvertMerge.stderr", matches: "[Ii]nvalid" }],
+      },
+    ],
+    final: { boot: "no-reboot", root: "/dev/sda2", fstype: "ext3", data: "intact" },
+  },
   tags: ["lvm", "snapshot", "dr", "twin"],
   kind: "twin",
   runbook: "lvm-snapshot-safety-net.txt",

@@ -31,6 +31,7 @@ export default scenario({
   name: "lvm-snapshot-rollback",
   description: "LVM snapshot before a broken upgrade, rolled back by rsync and by lvconvert --merge; then the fixed upgrade",
   image: "debian12-bios",
+  expect: { final: { boot: "no-reboot", root: "/dev/sda2", fstype: "ext3", data: "intact" } },
   tags: ["lvm", "snapshot", "dr"],
   runbook: "lvm-snapshot-safety-net.txt",
   async run(ctx) {

@@ -29,6 +29,13 @@ export default scenario({
   name: "mbr-446-pitfall",
   description: "twin of mbr-boot-restore that restores only the first 446 bytes: the firmware must find no bootable disk; the full backup then boots",
   image: "debian12-bootdisk",
+  expect: {
+    failure: [
+      { says: "446 bytes of boot code without a partition table: the firmware finds no bootable disk", boot: { outcome: "no-bootable-device", evidence: "No bootable device|Boot failed|no working boot code" } },
+      { says: "446 bytes of boot code without a partition table: GRUB cannot find its partition", boot: { outcome: "grub-rescue", evidence: "error: |grub rescue>" } },
+    ],
+    final: { boot: "ssh", fstype: "ext3", data: "intact" },
+  },
   tags: ["dr", "boot", "mbr", "twin"],
   kind: "twin",
   runbook: "mbr-boot-dd-backup.ja.txt",

@@ -25,6 +25,8 @@ export default scenario({
   name: "mbr-boot-restore",
   description: "dd the MBR, GRUB's gap and /boot to a file, replace the boot disk with a blank one, dd it back, boot, remake swap",
   image: "debian12-bootdisk",
+  // The root disk's kernel name depends on the probe order; the scenario checks it is the image's second disk.
+  expect: { final: { boot: "ssh", fstype: "ext3", data: "intact" } },
   tags: ["dr", "boot", "mbr"],
   runbook: "mbr-boot-dd-backup.ja.txt",
   async run(ctx) {

@@ -17,6 +17,15 @@ export default scenario({
   name: "missing-initrd-grub-only",
   description: "rm /boot/initrd.img-*, then a rescue that only checks fstab and reinstalls GRUB: the firmware boot must panic again",
   image: "debian12-bios",
+  expect: {
+    failure: [
+      {
+        says: "after a rescue that never rebuilt the initramfs, the firmware boot panics on the root mount again",
+        boot: { outcome: "kernel-panic", detail: "no-root", evidence: "VFS: Unable to mount root fs" },
+        facts: [{ path: "unrepaired.outcome", equals: "kernel-panic" }, { path: "unrepaired.detail", equals: "no-root" }],
+      },
+    ],
+  },
   tags: ["fault", "missing-initrd", "rescue"],
   kind: "twin",
   async run(ctx) {

@@ -17,6 +17,10 @@ export default scenario({
   name: "missing-initrd",
   description: "rm /boot/initrd.img-*: kernel panic on the root mount; rescue (chroot, update-initramfs) to a firmware boot",
   image: "debian12-bios",
+  expect: {
+    failure: [{ says: "without an initrd the kernel cannot mount / and panics", boot: { outcome: "kernel-panic", detail: "no-root", evidence: "VFS: Unable to mount root fs" } }],
+    final: { boot: "ssh", root: "/dev/sda2", fstype: "ext3", data: "intact" },
+  },
   tags: ["fault", "missing-initrd", "rescue"],
   kind: "twin",
   async run(ctx) {

@@ -17,6 +17,14 @@ export default scenario({
   name: "root-to-lvm-no-relabel",
   description: "twin of root-to-lvm that skips relabelling the old root: the lab must see the duplicate root identity",
   image: "debian12-bios",
+  expect: {
+    failure: [
+      { says: "the machine came back on the old root /dev/sda2: the file written after the migration is lost", boot: { outcome: "ssh" }, root: { device: "/dev/sda2" }, facts: [{ path: "observedFailure.kind", equals: "old-root" }] },
+      { says: "two filesystems carry the root's UUID (blkid -t UUID=...)", boot: { outcome: "ssh" }, facts: [{ path: "rootIdentity.sameUuid", minItems: 2 }] },
+      { says: "the boot stopped in the initramfs on the duplicate root", boot: { outcome: "initramfs-shell", evidence: "sys-root|sda2|UUID=|fsck|mount" } },
+      { says: "the boot stopped in emergency mode on the duplicate root", boot: { outcome: "emergency-mode", evidence: "sys-root|sda2|UUID|mount|fsck" } },
+    ],
+  },
   tags: ["lvm", "pivot", "twin", "slow"],
   kind: "twin",
   runbook: "root-fs-replacement-over-ssh.ru.txt",

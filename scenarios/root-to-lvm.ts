@@ -13,6 +13,7 @@ export default scenario({
   name: "root-to-lvm",
   description: "move / from sda2 into LVM sys/root (3G) over SSH with pivot_root, then reboot through firmware",
   image: "debian12-bios",
+  expect: { final: { boot: "ssh", root: "/dev/mapper/sys-root", fstype: "ext3", data: "intact" } },
   tags: ["lvm", "pivot", "flagship", "slow"],
   runbook: "root-fs-replacement-over-ssh.ru.txt",
   async run(ctx) {

@@ -15,6 +15,12 @@ export default scenario({
   name: "root-to-mdraid1-grub-one-disk",
   description: "twin of root-to-mdraid1 with GRUB on sda only: with sda pulled, sdb must not boot",
   image: "debian12-bios",
+  expect: {
+    failure: [
+      { says: "with sda pulled, sdb's boot sector holds no boot code: silence after the firmware's hand-over", boot: { outcome: "no-bootable-device", detail: "no-boot-code", evidence: "^Booting from Hard Disk" } },
+      { says: "with sda pulled, the firmware finds no bootable disk", boot: { outcome: "no-bootable-device", evidence: "No bootable device" } },
+    ],
+  },
   tags: ["raid", "pivot", "twin", "slow"],
   kind: "twin",
   runbook: "raid1-migration-howto.txt",

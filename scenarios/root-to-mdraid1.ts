@@ -17,6 +17,7 @@ export default scenario({
   name: "root-to-mdraid1",
   description: "move / and /boot from sda onto RAID1 mirrors with sdb over SSH, reboot, then boot from each disk alone",
   image: "debian12-bios",
+  expect: { final: { boot: "ssh", root: "/dev/md1", fstype: "ext3", data: "intact" } },
   tags: ["raid", "pivot", "slow"],
   runbook: "raid1-migration-howto.txt",
   hardware: { extraDisks: ["8G"] },

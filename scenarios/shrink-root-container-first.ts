@@ -13,6 +13,13 @@ export default scenario({
   name: "shrink-root-container-first",
   description: "twin of shrink-root that shrinks the partition before the filesystem: the lab must see fsck errors and a failed boot",
   image: "debian12-bios",
+  expect: {
+    failure: [
+      { says: "e2fsck refuses a filesystem larger than its partition, and the initramfs stops at / (fsck or mount)", facts: [{ path: "fsck.exitCode", oneOf: [4, 8, 12] }], boot: { outcome: "initramfs-shell", evidence: "fsck|Failed to mount|ALERT!|sda2|EXT[34]-fs" } },
+      { says: "e2fsck refuses a filesystem larger than its partition, and the boot stops in emergency mode", facts: [{ path: "fsck.exitCode", oneOf: [4, 8, 12] }], boot: { outcome: "emergency-mode", evidence: "fsck|sda2|Failed|mount|EXT[34]-fs" } },
+      { says: "e2fsck refuses a filesystem larger than its partition, and the kernel panics mounting /", facts: [{ path: "fsck.exitCode", oneOf: [4, 8, 12] }], boot: { outcome: "kernel-panic", evidence: "VFS: |EXT[34]-fs" } },
+    ],
+  },
   tags: ["shrink", "pivot", "twin"],
   kind: "twin",
   runbook: "root-fs-replacement-over-ssh.ru.txt",

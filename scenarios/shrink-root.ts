@@ -16,6 +16,7 @@ export default scenario({
   name: "shrink-root",
   description: "shrink / (ext3 on sda2) from 2G to 1.2G from a pivoted temporary root: filesystem first, then partition; reboot",
   image: "debian12-bios",
+  expect: { final: { boot: "ssh", root: "/dev/sda2", fstype: "ext3", data: "intact" } },
   tags: ["shrink", "pivot"],
   runbook: "root-fs-replacement-over-ssh.ru.txt",
   async run(ctx) {

@@ -11,6 +11,7 @@ export default scenario({
   name: "smoke",
   description: "resume the stock guest, seed the data set and check it: the lab works on this host (seconds)",
   image: "debian12-bios",
+  expect: { final: { boot: "no-reboot", root: "/dev/sda2", fstype: "ext3", data: "intact" } },
   tags: ["smoke"],
   async run({ vm, step, data, record }) {
     await step("check the guest", async () => {

@@ -16,6 +16,10 @@ export default scenario({
   name: "stale-fstab",
   description: "fstab names /boot by a UUID nothing has: emergency mode; rescue fixes fstab, firmware boot, data intact",
   image: "debian12-bios",
+  expect: {
+    failure: [{ says: "systemd waits for the /boot UUID nothing has and drops to emergency mode", boot: { outcome: "emergency-mode", evidence: "Timed out waiting for device|Dependency failed for|emergency" } }],
+    final: { boot: "ssh", root: "/dev/sda2", fstype: "ext3", data: "intact" },
+  },
   tags: ["fault", "stale-fstab", "rescue"],
   kind: "twin",
   async run(ctx) {

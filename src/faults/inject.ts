@@ -11,27 +11,11 @@ import { rescue } from "../rescue/index.ts";
 import { describeCheck } from "../scenario/dataset.ts";
 import type { ProbeResult, ScenarioContext } from "../scenario/types.ts";
 import type { Machine } from "../vm/machine.ts";
+import type { InjectSpec } from "./types.ts";
+
+export type { InjectSpec } from "./types.ts";
 import { cutPower, dropLink, failSectors, forgetMdadmConf, holdRootBusy, pullDisk, removeInitrd, staleFstab, type FaultName, type Injection } from "./index.ts";
 
-export interface InjectSpec {
-  fault: FaultName;
-  /** 1-based: before scenario step `at`; steps + 1 means after the last one. */
-  at: number;
-  /** Inject this long after step `at` started, while it runs, instead of before it. */
-  afterMs?: number;
-  /**
-   * Inject once the guest has written this many bytes to its disks since step
-   * `at` started, while it runs: a cut at a known point of a copy, however
-   * fast the host is (QMP query-blockstats, polled every 100 ms).
-   */
-  afterWrittenBytes?: number;
-  /** Try the rescue route when the firmware boot after the fault fails. */
-  rescue?: boolean;
-  /** pulled-disk: which disk (default: the first, the one the firmware boots). */
-  disk?: string;
-  /** io-errors: which device-mapper device (default: the first LV the procedure made, found at injection time). */
-  device?: string;
-}
 
 /** The bytes the guest has written to all of its disks, from a QMP query-blockstats reply. */
 export function writtenBytes(blockstats: unknown): number {
@@ -59,12 +43,6 @@ export async function untilWritten(vm: Machine, base: number, bytes: number, don
 /** Faults after which the procedure cannot go on: the machine is off or lost its disk. */
 export const STOPS_PROCEDURE: ReadonlySet<FaultName> = new Set(["power-cut", "pulled-disk"]);
 
-/** Thrown out of the scenario when a fault ended the procedure. */
-export class FaultStop extends Error {
-  constructor(readonly fault: FaultName) {
-    super(`procedure stopped by the injected fault ${fault}`);
-  }
-}
 
 /** Inject `spec.fault` into a running machine the generic way (see FAULTS for each one's mechanism). */
 export async function injectGeneric(vm: Machine, spec: InjectSpec): Promise<Injection> {

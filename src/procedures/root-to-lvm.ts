@@ -56,6 +56,8 @@ export async function rootToLvm(ctx: ScenarioContext, o: RootToLvmOptions): Prom
       await remountRootReadOnly(vm, q);
     });
     await step(`dd ${o.oldRoot} to ${lvPath}, fsck, resize2fs`, async () => {
+      // The size of the copy: a fault during it is judged against this (did it fall inside the copy?).
+      ctx.record("copyBytes", Number((await vm.succeed(`blockdev --getsize64 ${o.oldRoot}`)).trim()));
       await vm.succeed(`dd if=${o.oldRoot} of=${lvPath} bs=8M conv=fsync status=none`);
       // e2fsck exits 1 when it fixed something, which a clean copy never needs.
       await vm.succeed(`e2fsck -f -y ${lvPath}`);

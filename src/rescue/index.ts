@@ -14,7 +14,7 @@ import { createOverlay } from "../disk/qemu-img.ts";
 import { VmlabError } from "../errors.ts";
 import { ensureImage } from "../image/build.ts";
 import { inChroot } from "../procedures/temp-root.ts";
-import { loadRecipe } from "../scenario/registry.ts";
+import { loadRecipe } from "../image/recipes.ts";
 import type { ScenarioContext } from "../scenario/types.ts";
 import { expectBoot, type BootRecord, type Machine } from "../vm/machine.ts";
 

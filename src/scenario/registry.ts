@@ -3,14 +3,13 @@ import { readdir } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { UsageError } from "../errors.ts";
-import type { ImageRecipe } from "../image/recipe.ts";
 import { projectRoot } from "../paths.ts";
 import type { Scenario } from "./types.ts";
+import { expectationProblems } from "../verdict/expect.ts";
 
 export const scenariosDir = join(projectRoot, "scenarios");
-export const imagesRecipeDir = join(projectRoot, "images");
 
-async function importDefault<T>(file: string, what: string): Promise<T> {
+export async function importDefault<T>(file: string, what: string): Promise<T> {
   let mod: { default?: T };
   try {
     mod = await import(pathToFileURL(file).href);
@@ -57,17 +56,12 @@ export function validateScenario(s: Scenario, where: string): Scenario {
     if (typeof s.description !== "string" || !s.description) problems.push("description is missing");
     if (typeof s.image !== "string" || !s.image) problems.push("image is missing");
     if (typeof s.run !== "function") problems.push("run must be a function");
+    if (s.kind !== undefined && s.kind !== "rehearsal" && s.kind !== "twin") problems.push(`kind must be "rehearsal" or "twin", not ${JSON.stringify(s.kind)}`);
+    problems.push(...expectationProblems(s.kind ?? "rehearsal", s.expect));
   }
-  if (problems.length) throw new UsageError(`invalid scenario in ${where}`, { output: problems.join("\n"), hint: "see scenarios/root-to-lvm.ts for a complete example" });
+  if (problems.length) throw new UsageError(`invalid scenario in ${where}`, { output: problems.join("\n"), hint: "see scenarios/root-to-lvm.ts (a rehearsal) and scenarios/missing-initrd.ts (a twin) for complete examples" });
   return s;
 }
 
-export async function recipeNames(): Promise<string[]> {
-  return (await readdir(imagesRecipeDir)).filter((f) => f.endsWith(".ts")).map((f) => basename(f, ".ts")).sort();
-}
-
-export async function loadRecipe(name: string): Promise<ImageRecipe> {
-  const names = await recipeNames();
-  if (!names.includes(name)) throw new UsageError(`unknown image recipe "${name}"`, { hint: `known recipes: ${names.join(", ")}` });
-  return importDefault<ImageRecipe>(join(imagesRecipeDir, `${name}.ts`), "image recipe");
-}
+// Recipe loading lives with the images; these names stay for callers of the registry.
+export { imagesRecipeDir, loadRecipe, recipeNames } from "../image/recipes.ts";

@@ -3,20 +3,22 @@ import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { removeSocketLink } from "../vm/socket-dir.ts";
 import { VmlabError } from "../errors.ts";
-import { chooseAccel } from "../host/kvm.ts";
-import { ensureImage, type BuiltImage } from "../image/build.ts";
-import { labKey } from "../image/keys.ts";
+import { chooseAccel, type AccelChoice } from "../host/kvm.ts";
 import { defaultReportsDir } from "../paths.ts";
 import { keepMachine } from "../vm/kept.ts";
-import { expectBoot, Machine, type MachineOptions } from "../vm/machine.ts";
+import { Machine, type MachineOptions } from "../vm/machine.ts";
 import type { FaultRecord } from "../faults/index.ts";
-import { FaultStop, injectGeneric, observeAfterFault, STOPS_PROCEDURE, untilWritten, writtenBytes, type InjectSpec } from "../faults/inject.ts";
+import { observeAfterFault } from "../faults/inject.ts";
+import { FaultInjector, FaultStop } from "../faults/during.ts";
+import type { InjectSpec } from "../faults/types.ts";
 import { formatSize } from "../disk/size.ts";
-import { ensureWarmState, machineDisks, profileFor } from "../vm/warm.ts";
+import { judge } from "../verdict/judge.ts";
 import { DataSet } from "./dataset.ts";
-import { loadRecipe } from "./registry.ts";
+import { observeFinal } from "./final.ts";
+import { prepareMachine, startMachine } from "./prepare.ts";
 import { junitXml } from "./report.ts";
-import type { ProbeResult, RunEvent, Scenario, ScenarioContext, ScenarioReport, StepRecord } from "./types.ts";
+import { StepRecorder } from "./steps.ts";
+import type { ProbeResult, RunEvent, Scenario, ScenarioContext, ScenarioReport } from "./types.ts";
 
 export interface RunOptions {
   /** Parent directory for this run's report directory. */
@@ -26,10 +28,15 @@ export interface RunOptions {
   keep?: "always" | "on-failure";
   /**
    * Inject a fault before scenario step `inject.at` and observe the machine
-   * after it (src/faults/inject.ts). The report's verdict is then "pass" when
+   * after it (src/faults/during.ts). The report's verdict is then "pass" when
    * the observation completed, whatever it found: the finding is report.probe.
    */
   inject?: InjectSpec;
+  /**
+   * The accelerator, chosen before anything is written (`chooseAccel`): a
+   * forced one that does not work is bad input, with no run directory made.
+   */
+  accel?: AccelChoice;
 }
 
 function runId(name: string): string {
@@ -39,11 +46,15 @@ function runId(name: string): string {
 
 /**
  * Run one scenario: build or reuse its image, boot a machine on a private
- * overlay, seed the data set, run the steps, and write report.json, junit.xml
- * and the console logs. The QEMU process is ended on every path.
+ * overlay, seed the data set, run the steps, observe the final state, judge
+ * the verdict against the scenario's declared expectation, and write
+ * report.json, junit.xml and the console logs. The QEMU process is ended on
+ * every path.
  */
 export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<ScenarioReport> {
   const emit = opts.onEvent ?? (() => undefined);
+  // A forced accelerator that does not work fails here, before any directory exists.
+  const accel = opts.accel ?? (await chooseAccel());
   const started = Date.now();
   const runDir = join(opts.reportDir ?? defaultReportsDir(), runId(s.name));
   await mkdir(runDir, { recursive: true });
@@ -52,8 +63,10 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     description: s.description,
     kind: s.kind ?? "rehearsal",
     verdict: "fail",
+    expect: s.expect,
     startedAt: new Date(started).toISOString(),
     durationMs: 0,
+    accel: { accel: accel.accel, reason: accel.reason },
     steps: [],
     boots: [],
     facts: {},
@@ -63,142 +76,35 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     faults: [],
   };
   const machines: Machine[] = [];
-  let current: StepRecord | undefined;
-  // Step boundaries for an injected fault: top-level steps inside the scenario's run().
-  let inScenario = false;
-  let scenarioSteps = 0;
-  let injectedAt: string | undefined;
-  let ctxRef: ScenarioContext | undefined;
+  const steps = new StepRecorder(s.name, report.steps, started, emit);
+  const { step, log } = steps;
+  const onMachine = (name: string) => (e: Parameters<NonNullable<MachineOptions["onEvent"]>>[0]) => {
+    if (e.type === "boot") {
+      report.boots.push({ ...e.boot, machine: name });
+      emit({ type: "boot", scenario: s.name, machine: name, boot: e.boot });
+    } else log(e.message);
+  };
   // A fault from the command line, or the one the scenario itself is about.
   const spec: InjectSpec | undefined = opts.inject ?? s.fault?.inject;
-  const inject = async (before: string) => {
-    injectedAt = before;
-    const vm = machines[0]!;
-    await step(`fault: ${spec!.fault} before step ${spec!.at} (${before})`, async () => {
-      const rec = ctxRef!.injected(await injectGeneric(vm, spec!));
-      rec.step = before;
-    });
-    if (STOPS_PROCEDURE.has(spec!.fault)) throw new FaultStop(spec!.fault);
-  };
-  /** The fault `afterMs` into step `name`, or once it has written `afterWrittenBytes`, while the step runs. */
-  const injectDuring = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-    injectedAt = name;
-    const vm = machines[0]!;
-    let stepEnded = false;
-    const t0 = Date.now();
-    const bytes = spec!.afterWrittenBytes;
-    // What the step had written to disk when the fault came goes in the report either way.
-    const base = writtenBytes(await vm.qmpExecute("query-blockstats"));
-    const trigger: Promise<Record<string, unknown>> =
-      bytes === undefined
-        ? new Promise<void>((r) => setTimeout(r, spec!.afterMs)).then(async () => ({
-            afterMs: spec!.afterMs,
-            writtenBytes: writtenBytes(await vm.qmpExecute("query-blockstats")) - base,
-          }))
-        : untilWritten(vm, base, bytes, () => stepEnded).then((written) => ({ afterWrittenBytes: bytes, writtenBytes: written, afterMs: Date.now() - t0 }));
-    const timer = trigger.then(async (when) => {
-      const ended = stepEnded;
-      const rec = ctxRef!.injected(await injectGeneric(vm, spec!));
-      rec.step = name;
-      rec.details.duringStep = { ...when, stepEndedFirst: ended };
-    });
-    let result: T;
-    try {
-      result = await fn();
-    } catch (err) {
-      await timer;
-      // The step failed because the machine went away under it: that is the fault, not the procedure.
-      if (STOPS_PROCEDURE.has(spec!.fault)) throw new FaultStop(spec!.fault);
-      throw err;
-    } finally {
-      stepEnded = true;
-    }
-    await timer;
-    if (STOPS_PROCEDURE.has(spec!.fault)) throw new FaultStop(spec!.fault);
-    return result;
-  };
-  const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-    if (inScenario && current === undefined && spec) {
-      scenarioSteps++;
-      if (scenarioSteps === spec.at && injectedAt === undefined) {
-        if (spec.afterMs === undefined && spec.afterWrittenBytes === undefined) await inject(name);
-        else {
-          const body = fn;
-          fn = () => injectDuring(name, body);
-        }
-      }
-    }
-    const rec: StepRecord = { name, status: "passed", durationMs: 0, startedAtMs: Date.now() - started, log: [] };
-    const outer = current;
-    current = rec;
-    report.steps.push(rec);
-    emit({ type: "step-start", scenario: s.name, step: name });
-    const t = Date.now();
-    try {
-      return await fn();
-    } catch (err) {
-      rec.status = "failed";
-      rec.error = err instanceof Error ? err.message : String(err);
-      (err as { vmlabStep?: string }).vmlabStep ??= name;
-      throw err;
-    } finally {
-      rec.durationMs = Date.now() - t;
-      current = outer;
-      emit({ type: "step-end", scenario: s.name, step: rec });
-    }
-  };
-  const log = (message: string) => {
-    current?.log.push(message);
-    emit({ type: "log", scenario: s.name, message });
-  };
+  let data: DataSet | undefined;
 
-  let image: BuiltImage | undefined;
   try {
-    const recipe = await loadRecipe(s.image);
-    image = await step(`image ${s.image}`, () => ensureImage(recipe, { progress: (m) => log(m) }));
+    const prepared = await prepareMachine(s, { runDir, accel, step, log, onMachineEvent: onMachine("vm") });
+    const { image, vm, privateKey } = prepared;
     report.image = { name: image.name, hash: image.hash };
-    const accel = await chooseAccel();
-    report.accel = { accel: accel.accel, reason: accel.reason };
-    const { privateKey } = await labKey();
-    const profile = profileFor(s.hardware);
-    const cold = s.coldStart || process.env.VMLAB_WARM === "0";
-    const warm = cold
-      ? undefined
-      : await step("warm state", () => ensureWarmState(image!, profile, accel, privateKey, log));
-    const disks = await machineDisks(runDir, image, profile, warm);
-    const vm = new Machine({
-      incomingState: warm?.state,
-      memoryMiB: profile.memoryMiB,
-      smp: profile.smp,
-      name: "vm",
-      runDir,
-      disks,
-      accel,
-      sshKey: privateKey,
-      onEvent: (e) => {
-        if (e.type === "boot") {
-          report.boots.push({ ...e.boot, machine: "vm" });
-          emit({ type: "boot", scenario: s.name, machine: "vm", boot: e.boot });
-        } else log(e.message);
-      },
-    });
     machines.push(vm);
     report.consoleLogs.push(vm.serialLog);
-    await step(warm ? "start from the saved state" : "boot from disk", async () => {
-      const boot = warm ? await vm.resume() : await vm.boot();
-      await expectBoot(vm, boot, "ssh");
-      log(`up via ${boot.via} in ${(boot.durationMs / 1000).toFixed(1)} s`);
-    });
+    await startMachine(prepared, step, log);
     report.machines.push({
       name: vm.opts.name,
       sshPort: vm.sshPort,
       qmpSocket: vm.qmpSocket,
       serialSocket: vm.serialSocket,
       disks: vm.opts.disks.map((d) => d.path),
-      backing: warm?.disk ?? image.disk,
+      backing: prepared.backing,
     });
-    const data = new DataSet();
-    if (s.seedData !== false) await step("seed data set", async () => log(`${Object.keys(await data.seed(vm)).length} entries`));
+    data = new DataSet();
+    if (s.seedData !== false) await step("seed data set", async () => log(`${Object.keys(await data!.seed(vm)).length} entries`));
     const rootBefore = spec ? (await vm.succeed("findmnt -no SOURCE /")).trim().replace(/\[.*\]$/, "") : "";
     const ctx: ScenarioContext = {
       vm,
@@ -211,63 +117,22 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
         report.facts[k] = v;
       },
       injected: (inj) => {
-        const rec: FaultRecord = { ...inj, atMs: Date.now() - started, step: current?.name, observed: [] };
+        const rec: FaultRecord = { ...inj, atMs: Date.now() - started, step: steps.current?.name, observed: [] };
         (report.faults ??= []).push(rec);
         log(`fault injected: ${inj.fault} (${inj.how})`);
         return rec;
       },
-      addMachine: (o: Omit<MachineOptions, "runDir" | "accel" | "sshKey" | "onEvent">) => {
-        const m = new Machine({
-          ...o,
-          runDir,
-          accel,
-          sshKey: privateKey,
-          onEvent: (e) => {
-            if (e.type === "boot") {
-              report.boots.push({ ...e.boot, machine: o.name });
-              emit({ type: "boot", scenario: s.name, machine: o.name, boot: e.boot });
-            } else log(e.message);
-          },
-        });
+      addMachine: (o) => {
+        const m = new Machine({ ...o, runDir, accel, sshKey: privateKey, onEvent: onMachine(o.name) });
         machines.push(m);
         report.consoleLogs.push(m.serialLog);
         return m;
       },
     };
-    ctxRef = ctx;
-    if (!spec) {
-      await s.run(ctx);
-    } else {
-      const row: ProbeResult = { fault: spec.fault, at: spec.at, before: "", procedure: "completed", boot: { outcome: "not reached" }, root: { which: "none" }, data: { state: "unknown" } };
-      report.probe = row;
-      inScenario = true;
-      try {
-        await s.run(ctx);
-        if (injectedAt === undefined && spec.at === scenarioSteps + 1) await inject("(end)");
-      } catch (err) {
-        if (!(err instanceof FaultStop)) {
-          const e = err as Error & { vmlabStep?: string };
-          row.procedure = `failed: ${e.vmlabStep ?? "?"}: ${e.message.split("\n")[0]}`;
-        } else row.procedure = "stopped";
-      } finally {
-        inScenario = false;
-      }
-      if (injectedAt === undefined) {
-        throw new VmlabError(`step ${spec.at} was never reached: ${s.name} ran ${scenarioSteps} steps`, {
-          hint: `\`vmlab sweep ${s.name} --fault ${spec.fault} --plan\` lists the steps`,
-        });
-      }
-      row.before =
-        spec.afterWrittenBytes !== undefined
-          ? `${injectedAt} (${formatSize(spec.afterWrittenBytes)} written)`
-          : spec.afterMs === undefined
-            ? injectedAt
-            : `${injectedAt} (${(spec.afterMs / 1000).toFixed(1)} s in)`;
-      await observeAfterFault(ctx, spec, rootBefore, row);
-      // A scenario about this fault says what the lab must have seen; a fault from the command line is an observation.
-      if (!opts.inject && s.fault) await step("expected after the fault", async () => s.fault!.expect(row, ctx));
-    }
-    report.verdict = "pass";
+    if (!spec) await s.run(ctx);
+    else await runWithFault(s, ctx, spec, steps, rootBefore, report, !opts.inject);
+    // The runner looks at the final state itself: the verdict must not depend on a scenario remembering to.
+    report.final = await step("observe the final state", () => observeFinal(vm, data));
   } catch (err) {
     const e = err as Error & { vmlabStep?: string };
     const v = err instanceof VmlabError ? err : undefined;
@@ -281,24 +146,69 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
       hint: v?.hint,
       consoleTail: vm ? await vm.consoleTail(30, from) : undefined,
     };
+  }
+  // A fault from the command line is an observation: the run passes when it completed, whatever it found.
+  report.judgement = opts.inject
+    ? { verdict: report.error ? "fail" : "pass", expected: [`observe the machine after ${opts.inject.fault} at step ${opts.inject.at}`], observed: [], reasons: report.error ? [report.error.message] : ["the observation completed"] }
+    : judge(s.expect, { ...report, kind: report.kind });
+  report.verdict = report.judgement.verdict;
+  try {
+    await finish(report, machines, runDir, opts.keep);
   } finally {
-    const keep = opts.keep === "always" || (opts.keep === "on-failure" && report.verdict !== "pass");
-    for (const m of machines) {
-      if (keep && m.running) (report.kept ??= []).push(await keepMachine(m, report));
-      else {
-        await m.kill();
-        removeSocketLink(runDir, dirname(m.qmpSocket));
-      }
-    }
-    // Overlays hold gigabytes after a migration; the report keeps logs, not disks (a kept machine keeps its own).
-    const keptDisks = new Set(report.kept?.flatMap((k) => k.overlays));
-    for (const f of await readdir(runDir)) {
-      if ((f.endsWith(".qcow2") || f.endsWith(".raw")) && !keptDisks.has(join(runDir, f))) await rm(join(runDir, f), { force: true });
-    }
     report.durationMs = Date.now() - started;
     await writeFile(join(runDir, "report.json"), JSON.stringify(report, null, 2) + "\n");
     await writeFile(join(runDir, "junit.xml"), junitXml([report]));
     emit({ type: "done", report });
   }
   return report;
+}
+
+/** The scenario's steps with a fault injected at `spec.at`, then the power cycle and the observation (report.probe). */
+async function runWithFault(s: Scenario, ctx: ScenarioContext, spec: InjectSpec, steps: StepRecorder, rootBefore: string, report: ScenarioReport, own: boolean): Promise<void> {
+  const row: ProbeResult = { fault: spec.fault, at: spec.at, before: "", procedure: "completed", boot: { outcome: "not reached" }, root: { which: "none" }, data: { state: "unknown" } };
+  report.probe = row;
+  const injector = new FaultInjector(spec, () => ctx.vm, ctx.injected, steps.step);
+  steps.wrapper = (name, fn) => injector.wrap(name, fn);
+  try {
+    await s.run(ctx);
+    await injector.atEnd();
+  } catch (err) {
+    if (err instanceof FaultStop) row.procedure = "stopped";
+    else {
+      const e = err as Error & { vmlabStep?: string };
+      row.procedure = `failed: ${e.vmlabStep ?? "?"}: ${e.message.split("\n")[0]}`;
+    }
+  } finally {
+    steps.wrapper = undefined;
+  }
+  if (injector.injectedAt === undefined) {
+    throw new VmlabError(`step ${spec.at} was never reached: ${s.name} ran ${injector.steps} steps`, {
+      hint: `\`vmlab sweep ${s.name} --fault ${spec.fault} --plan\` lists the steps`,
+    });
+  }
+  row.before =
+    spec.afterWrittenBytes !== undefined
+      ? `${injector.injectedAt} (${formatSize(spec.afterWrittenBytes)} written)`
+      : spec.afterMs === undefined
+        ? injector.injectedAt
+        : `${injector.injectedAt} (${(spec.afterMs / 1000).toFixed(1)} s in)`;
+  await observeAfterFault(ctx, spec, rootBefore, row);
+  if (own && s.fault?.observe) await ctx.step("look further after the fault", async () => s.fault!.observe!(row, ctx));
+}
+
+/** End or keep each machine, and remove the run's disks (a kept machine keeps its own). */
+async function finish(report: ScenarioReport, machines: Machine[], runDir: string, keepOpt: RunOptions["keep"]): Promise<void> {
+  const keep = keepOpt === "always" || (keepOpt === "on-failure" && report.verdict !== "pass");
+  for (const m of machines) {
+    if (keep && m.running) (report.kept ??= []).push(await keepMachine(m, report));
+    else {
+      await m.kill();
+      removeSocketLink(runDir, dirname(m.qmpSocket));
+    }
+  }
+  // Overlays hold gigabytes after a migration; the report keeps logs, not disks.
+  const keptDisks = new Set(report.kept?.flatMap((k) => k.overlays));
+  for (const f of await readdir(runDir)) {
+    if ((f.endsWith(".qcow2") || f.endsWith(".raw")) && !keptDisks.has(join(runDir, f))) await rm(join(runDir, f), { force: true });
+  }
 }

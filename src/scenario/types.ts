@@ -1,9 +1,11 @@
 import type { BuiltImage } from "../image/build.ts";
 import type { KeptVm } from "../vm/kept.ts";
 import type { FaultRecord, Injection } from "../faults/index.ts";
-import type { InjectSpec } from "../faults/inject.ts";
+import type { InjectSpec } from "../faults/types.ts";
 import type { BootRecord, Machine, MachineOptions } from "../vm/machine.ts";
 import type { DataCheck, DataSet } from "./dataset.ts";
+import type { Expectation } from "../verdict/expect.ts";
+import type { FinalObservation, Verdict } from "../verdict/judge.ts";
 
 export interface ScenarioContext {
   /** The machine under test, booted from its own disk and answering SSH. */
@@ -55,11 +57,17 @@ export interface Scenario {
    */
   hardware?: { extraDisks?: string[]; memoryMiB?: number };
   /**
-   * A scenario about a fault: the lab injects it at a step boundary (or
-   * `afterMs` into a step), power-cycles the machine, observes it, and the
-   * scenario passes only if `expect` accepts what was observed.
+   * What the lab must observe for the scenario to pass, as data the runner
+   * checks (src/verdict/expect.ts): a rehearsal's final state (`final`), a
+   * twin's predicted failure (`failure`, alternatives each of them specific).
    */
-  fault?: { inject: InjectSpec; expect(probe: ProbeResult, ctx: ScenarioContext): Promise<void> | void };
+  expect?: Expectation;
+  /**
+   * A scenario about a fault: the lab injects it at a step boundary (or
+   * during a step), power-cycles the machine and observes it; `expect` judges
+   * what was seen. `observe` may look further and record facts for it.
+   */
+  fault?: { inject: InjectSpec; observe?(probe: ProbeResult, ctx: ScenarioContext): Promise<void> | void };
   run(ctx: ScenarioContext): Promise<void>;
 }
 
@@ -73,6 +81,8 @@ export interface StepRecord {
   durationMs: number;
   startedAtMs: number;
   error?: string;
+  /** A step that failed on a guest command: the command, its exit code, and the last lines of its output. */
+  failure?: { command?: string; exitCode?: number; stdout?: string; stderr?: string; note?: string };
   log: string[];
 }
 
@@ -81,6 +91,12 @@ export interface ScenarioReport {
   description: string;
   kind: "rehearsal" | "twin";
   verdict: "pass" | "fail";
+  /** The declared expectation, what was observed, and the reasons for the verdict (src/verdict). */
+  judgement?: Verdict;
+  /** The declared expectation, as data. */
+  expect?: Expectation;
+  /** The machine as the run left it: its last boot, root and data set. */
+  final?: FinalObservation;
   startedAt: string;
   durationMs: number;
   image?: { name: string; hash: string };

@@ -7,9 +7,10 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { UsageError } from "../errors.ts";
 import type { FaultName } from "../faults/index.ts";
-import type { InjectSpec } from "../faults/inject.ts";
+import type { InjectSpec } from "../faults/types.ts";
 import { defaultReportsDir } from "../paths.ts";
 import { runScenario } from "../scenario/runner.ts";
+import { chooseAccel, type AccelChoice } from "../host/kvm.ts";
 import type { ProbeResult, RunEvent, Scenario, ScenarioContext, ScenarioReport } from "../scenario/types.ts";
 
 class PlanEnd extends Error {}
@@ -94,6 +95,8 @@ export interface SweepOptions {
   reportDir?: string;
   disk?: string;
   device?: string;
+  /** The accelerator, chosen before anything is written. */
+  accel?: AccelChoice;
   onEvent?: (e: RunEvent) => void;
   onRow?: (row: ProbeResult, report: ScenarioReport) => void;
 }
@@ -108,6 +111,7 @@ export interface SweepResult {
 
 /** Run the scenario once per boundary, `jobs` at a time, and write sweep.json and sweep.txt. */
 export async function sweep(s: Scenario, o: SweepOptions): Promise<SweepResult> {
+  o = { ...o, accel: o.accel ?? (await chooseAccel()) };
   const started = Date.now();
   const t = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "");
   const dir = join(o.reportDir ?? defaultReportsDir(), `sweep-${s.name}-${o.fault}-${t}`);
@@ -118,7 +122,7 @@ export async function sweep(s: Scenario, o: SweepOptions): Promise<SweepResult> 
     Array.from({ length: Math.min(o.jobs, queue.length) }, async () => {
       for (let at = queue.shift(); at !== undefined; at = queue.shift()) {
         const spec: InjectSpec = { fault: o.fault, at, afterMs: o.afterMs, afterWrittenBytes: o.afterWrittenBytes, rescue: o.rescue, disk: o.disk, device: o.device };
-        const r = await runScenario(s, { reportDir: dir, onEvent: o.onEvent, inject: spec });
+        const r = await runScenario(s, { reportDir: dir, onEvent: o.onEvent, inject: spec, accel: o.accel });
         const probe = r.probe ?? { fault: o.fault, at, before: "?", procedure: "completed" as const, boot: { outcome: "not reached" }, root: { which: "none" as const }, data: { state: "unknown" as const } };
         const row = { ...probe, verdict: r.verdict, error: r.error?.message, report: join(r.runDir, "report.json") };
         rows.push(row);

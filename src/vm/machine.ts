@@ -10,6 +10,7 @@ import { QmpClient } from "./qmp.ts";
 import { socketDir } from "./socket-dir.ts";
 import { registerPid, unregisterPid } from "./reaper.ts";
 import { sshRun, SshCommandError, SSH_CONNECTION_FAILED, type SshResult, type SshTarget } from "./ssh.ts";
+import type { NewBootProof } from "../verdict/judge.ts";
 
 /** How a machine came up: through the firmware, by direct kernel boot, or resumed from a saved running state. */
 export type BootVia = "firmware" | "direct-kernel" | "saved-state";
@@ -27,6 +28,12 @@ export interface BootRecord {
   log: { file: string; from: number; to: number };
   /** Why the boot happened: "start", "reboot", "reset", "power-on after power cut". */
   reason: string;
+  /**
+   * How the lab knows this is a new boot and not a login to the system that
+   * was running before: the banner in this boot's slice of the console, and
+   * a boot_id that differs from the one before. Absent for a resume.
+   */
+  newBoot?: NewBootProof;
 }
 
 export interface MachineOptions {
@@ -119,6 +126,8 @@ export class Machine {
   private readonly hotNodes = new Map<string, string>();
   /** True only while resume() starts QEMU: any later start (after a power cut) boots from the disks. */
   private resuming = false;
+  /** The guest kernel's boot_id as last read over SSH: a new boot must show another one. */
+  bootId?: string;
 
   constructor(opts: MachineOptions) {
     // Pin each disk to its SCSI target, so pulling one leaves the others where they were.
@@ -260,6 +269,9 @@ export class Machine {
     let lastSsh = 0;
     let seen = -1;
     let grewAt = Date.now();
+    const previousBootId = this.bootId;
+    let bootId: string | undefined;
+    let sawOld = false;
     while (!classification) {
       const text = await this.consoleSince(from);
       classification = terminalOutcome(text);
@@ -284,19 +296,26 @@ export class Machine {
       // Only try SSH once the kernel has started: it saves connection attempts during firmware and GRUB.
       if (this.opts.network !== false && Date.now() - lastSsh > 500 && /Linux version|systemd/.test(text)) {
         lastSsh = Date.now();
-        const r = await sshRun(this.ssh, "true", { timeoutMs: 15_000, connectTimeoutS: 5 });
-        if (r.exitCode === 0) {
+        const r = await sshRun(this.ssh, BOOT_ID_COMMAND, { timeoutMs: 15_000, connectTimeoutS: 5 });
+        const id = r.stdout.trim();
+        if (r.exitCode === 0 && previousBootId !== undefined && id === previousBootId) {
+          // The system from before the reboot, still going down: an SSH login to it is never the new boot.
+          if (!sawOld) this.emit({ type: "log", message: `ssh answered with the boot_id from before (${id}): not the new boot yet` });
+          sawOld = true;
+        } else if (r.exitCode === 0) {
+          bootId = id || undefined;
           classification = classifyBoot(await this.consoleSince(from), { sshAnswered: true });
           break;
         }
       }
       await sleep(250);
     }
-    return this.recordBoot(via, opts.reason ?? "start", classification, started, from);
+    if (bootId) this.bootId = bootId;
+    return this.recordBoot(via, opts.reason ?? "start", classification, started, from, newBootProof(via, classification, bootId, previousBootId));
   }
 
   /** Add a boot to the machine's history and tell the listener. */
-  private async recordBoot(via: BootVia, reason: string, c: BootClassification, started: number, from: number): Promise<BootRecord> {
+  private async recordBoot(via: BootVia, reason: string, c: BootClassification, started: number, from: number, newBoot?: NewBootProof): Promise<BootRecord> {
     const boot: BootRecord = {
       via,
       outcome: c.outcome,
@@ -306,6 +325,7 @@ export class Machine {
       durationMs: Date.now() - started,
       log: { file: this.serialLog, from, to: await this.logOffset() },
       reason,
+      ...(newBoot ? { newBoot } : {}),
     };
     this.boots.push(boot);
     this.emit({ type: "boot", boot });
@@ -348,9 +368,10 @@ export class Machine {
     }
     let answered = false;
     while (!answered && Date.now() < deadline && !this.exited) {
-      const r = await sshRun(this.ssh, `date -u -s @${(Date.now() / 1000).toFixed(3)} >/dev/null`, { timeoutMs: 10_000, connectTimeoutS: 5 });
+      const r = await sshRun(this.ssh, `date -u -s @${(Date.now() / 1000).toFixed(3)} >/dev/null && ${BOOT_ID_COMMAND}`, { timeoutMs: 10_000, connectTimeoutS: 5 });
       answered = r.exitCode === 0;
-      if (!answered) await sleep(100);
+      if (answered) this.bootId = r.stdout.trim() || undefined;
+      else await sleep(100);
     }
     // A resumed guest prints nothing on its console: the outcome comes from SSH alone.
     const c = classifyBoot(await this.consoleSince(from), answered ? { sshAnswered: true } : { timedOut: true });
@@ -589,9 +610,39 @@ export class Machine {
   }
 }
 
+const BOOT_ID_COMMAND = "cat /proc/sys/kernel/random/boot_id";
+
+/**
+ * Whether a boot is proven new: its slice of the console shows the firmware's
+ * banner (the kernel's for a direct kernel boot), and when SSH answered, the
+ * boot_id differs from the one read before it.
+ */
+export function newBootProof(via: BootVia, c: Pick<BootClassification, "outcome" | "reached">, bootId: string | undefined, previousBootId: string | undefined): NewBootProof {
+  const banner = via === "direct-kernel" ? c.reached.kernel : c.reached.firmware;
+  const what = via === "direct-kernel" ? "the kernel's banner" : "the firmware's banner";
+  const proof: NewBootProof = { banner, proven: false, why: "" };
+  if (bootId) proof.bootId = bootId;
+  if (previousBootId) proof.previousBootId = previousBootId;
+  if (!banner) proof.why = `${what} is not in this boot's slice of the console`;
+  else if (c.outcome === "ssh" && !bootId) proof.why = "ssh answered, but the boot_id was not read";
+  else if (c.outcome === "ssh" && previousBootId !== undefined && bootId === previousBootId) proof.why = `the boot_id ${bootId} is the one from before`;
+  else {
+    proof.proven = true;
+    proof.why = c.outcome === "ssh" ? (previousBootId ? `${what}, and boot_id ${previousBootId} → ${bootId}` : `${what}, first boot_id ${bootId}`) : `${what} in this boot's console`;
+  }
+  return proof;
+}
+
 /** Throw unless a boot ended as expected; the message carries the evidence and the console tail. */
 export async function expectBoot(m: Machine, boot: BootRecord, expected: BootRecord["outcome"]): Promise<void> {
-  if (boot.outcome === expected) return;
+  if (boot.outcome === expected && boot.newBoot?.proven !== false) return;
+  if (boot.outcome === expected) {
+    throw new VmlabError(`boot ended as ${boot.outcome}, but it is not a proven new boot: ${boot.newBoot!.why}`, {
+      where: `machine ${m.opts.name}, boot via ${boot.via} (${boot.reason})`,
+      output: await m.consoleTail(25, boot.log.from),
+      hint: `open the console log ${boot.log.file}`,
+    });
+  }
   const tail = await m.consoleTail(25, boot.log.from);
   throw new VmlabError(`boot ended as ${boot.outcome}${boot.detail ? ` (${boot.detail})` : ""}, expected ${expected}`, {
     where: `machine ${m.opts.name}, boot via ${boot.via} (${boot.reason})`,

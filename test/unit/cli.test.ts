@@ -9,6 +9,8 @@ import { dir, type DirectoryResult } from "tmp-promise";
 import { findTool } from "../../src/host/tools.ts";
 import { projectRoot } from "../../src/paths.ts";
 import { vmlab } from "../vm/helpers.ts";
+import { chooseAccel } from "../../src/host/kvm.ts";
+import { expectationProblems, type Expectation } from "../../src/verdict/expect.ts";
 
 let tmp: DirectoryResult;
 beforeAll(async () => {
@@ -76,6 +78,59 @@ describe("vmlab command line: bad input", () => {
   it("an unknown command or flag: exit 2", async () => {
     expect((await vmlab(["frobnicate"])).exitCode).toBe(2);
     expect((await vmlab(["run", "--no-such-flag", "root-to-lvm"])).exitCode).toBe(2);
+  });
+
+  it("a fault option without --fault is exit 2, never ignored, and nothing is written", async () => {
+    const reports = join(tmp.path, "r4");
+    for (const extra of [["--after-written", "lots"], ["--after-written", "16M"], ["--after", "3"], ["--rescue"], ["--at", "2"]]) {
+      const r = await vmlab(["run", "smoke", ...extra, "--report-dir", reports]);
+      expect(r.exitCode, `${extra.join(" ")}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain(`${extra[0]} needs --fault NAME --at K`);
+      expect(existsSync(reports)).toBe(false);
+    }
+  });
+
+  it("a twin without a declared failure, or one that would pass on a timeout: exit 2 at load time", async () => {
+    const reports = join(tmp.path, "r5");
+    const none = await vmlab(["run", join(projectRoot, "test/fixtures/scenarios/twin-without-expect.ts"), "--report-dir", reports]);
+    expect(none.exitCode, none.stderr).toBe(2);
+    expect(none.stderr).toContain("a twin must declare `expect.failure`");
+    const vague = await vmlab(["run", join(projectRoot, "test/fixtures/scenarios/twin-expects-timeout.ts"), "--report-dir", reports]);
+    expect(vague.exitCode, vague.stderr).toBe(2);
+    expect(vague.stderr).toContain('a boot ending as "timeout" is not a specific failure');
+    expect(existsSync(reports)).toBe(false);
+  });
+
+  it("VMLAB_ACCEL=kvm on a host where KVM does not work: exit 2, and no report directory", async () => {
+    const { accel } = await chooseAccel({});
+    if (accel === "kvm") return; // KVM works here: forcing it is no error
+    const reports = join(tmp.path, "r6");
+    const r = await vmlab(["run", "smoke", "--report-dir", reports], { VMLAB_ACCEL: "kvm" });
+    expect(r.exitCode, r.stderr).toBe(2);
+    expect(r.stderr).toContain("VMLAB_ACCEL=kvm, but KVM does not work on this host");
+    expect(existsSync(reports)).toBe(false);
+  });
+
+  it("list --json: every scenario declares its expectation; every twin a specific failure, never a timeout or a bare not-ssh", async () => {
+    const r = await vmlab(["list", "--json"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const list = JSON.parse(r.stdout) as { name: string; kind: string; expect?: Expectation }[];
+    expect(list.length).toBeGreaterThanOrEqual(24);
+    for (const s of list) {
+      expect(s.expect, s.name).toBeDefined();
+      expect(expectationProblems(s.kind as "rehearsal" | "twin", s.expect), s.name).toEqual([]);
+      if (s.kind !== "twin") {
+        expect(s.expect!.final, s.name).toBeDefined();
+        continue;
+      }
+      expect(s.expect!.failure?.length, s.name).toBeGreaterThan(0);
+      for (const a of s.expect!.failure!) {
+        expect(a.boot?.outcome, s.name).not.toBe("timeout");
+        // A boot to ssh is a failure only with a root or a fact that says what is wrong.
+        if (a.boot?.outcome === "ssh") expect(Boolean(a.root || a.facts?.length), `${s.name}: ${a.says}`).toBe(true);
+        if (a.boot && a.boot.outcome !== "ssh") expect(a.boot.evidence, `${s.name}: ${a.says}`).toBeTruthy();
+      }
+    }
   });
 
   it("list shows the flagship scenario and its twin", async () => {

@@ -48,7 +48,7 @@ describe("junitXml", () => {
 });
 
 describe("validateScenario", () => {
-  const good = scenario({ name: "x-y", description: "d", image: "debian12-bios", run: async () => undefined });
+  const good = scenario({ name: "x-y", description: "d", image: "debian12-bios", expect: { final: { boot: "no-reboot", data: "intact" } }, run: async () => undefined });
 
   it("accepts a complete scenario and fills the defaults", () => {
     expect(validateScenario(good, "x").kind).toBe("rehearsal");

@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { execa } from "execa";
-import { readFile, readdir } from "node:fs/promises";
-import { join } from "node:path";
+import { copyFile, mkdir, readFile, readdir } from "node:fs/promises";
+import { basename, join } from "node:path";
 import { expect } from "vitest";
 import type { ScenarioReport } from "../../src/scenario/types.ts";
 import { projectRoot } from "../../src/paths.ts";
@@ -34,6 +34,7 @@ export async function vmlab(args: string[], env: NodeJS.ProcessEnv = {}) {
 export async function onlyReport(parent: string, scenario: string): Promise<ScenarioReport> {
   const runs = (await readdir(parent)).filter((d) => d.startsWith(`${scenario}-2`));
   expect(runs).toHaveLength(1);
+  await keepReport(join(parent, runs[0]!));
   return JSON.parse(await readFile(join(parent, runs[0]!, "report.json"), "utf8"));
 }
 
@@ -60,6 +61,20 @@ export async function runScenarios(parent: string, names: string[]): Promise<{ e
   for (const d of await readdir(out)) {
     const rep = JSON.parse(await readFile(join(out, d, "report.json"), "utf8")) as ScenarioReport;
     report[rep.scenario] = rep;
+    await keepReport(join(out, d));
   }
   return { exitCode: r.exitCode ?? -1, output: `${r.stdout}\n${r.stderr}`, report };
+}
+
+/**
+ * With VMLAB_TEST_REPORTS=DIR, each run's report.json (and console logs) is
+ * copied to DIR/<run>/ before the test's temporary directory goes: the
+ * recordings the verdict's unit tests are judged on come from such runs.
+ */
+export async function keepReport(runDir: string): Promise<void> {
+  const keep = process.env.VMLAB_TEST_REPORTS;
+  if (!keep) return;
+  const to = join(keep, basename(runDir));
+  await mkdir(to, { recursive: true });
+  for (const f of await readdir(runDir)) if (f === "report.json" || f === "junit.xml" || f.endsWith(".console.log")) await copyFile(join(runDir, f), join(to, f));
 }

@@ -11,7 +11,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { dir } from "tmp-promise";
 import type { ScenarioReport } from "../../src/scenario/types.ts";
 import { execa } from "execa";
-import { vmlab } from "./helpers.ts";
+import { vmlab, keepReport } from "./helpers.ts";
 
 const SCENARIOS = ["lvm-snapshot-rollback", "lvm-snapshot-overflow", "lv-snapshot-offset-mount", "lv-snapshot-nested-lvm"];
 const reports: Record<string, ScenarioReport> = {};
@@ -27,6 +27,7 @@ beforeAll(async () => {
     const r: ScenarioReport = JSON.parse(await readFile(join(parent, d, "report.json"), "utf8"));
     expect(reports[r.scenario], `one run of ${r.scenario}`).toBeUndefined();
     reports[r.scenario] = r;
+    await keepReport(join(parent, d));
   }
   console.log(Object.values(reports).map((r) => `${r.scenario}: ${r.verdict} in ${(r.durationMs / 1000).toFixed(1)} s`).join("\n"));
 });

@@ -66,6 +66,15 @@ describe("root-to-lvm on a real guest", () => {
       ["reboot", "firmware", "ssh"],
     ]);
     expect(report.boots[1]!.reached).toMatchObject({ firmware: true, grub: true, kernel: true, initramfs: true });
+    // A new boot: SeaBIOS' banner in its slice of the console, and a boot_id other than the one before the reboot.
+    const proof = report.boots[1]!.newBoot!;
+    expect(proof).toMatchObject({ banner: true, proven: true });
+    expect(proof.bootId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(proof.previousBootId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(proof.bootId).not.toBe(proof.previousBootId);
+    // The runner's own look at the final state, which the verdict judged.
+    expect(report.final).toMatchObject({ root: { device: "/dev/mapper/sys-root", fstype: "ext3" }, data: { intact: true }, lastBoot: { via: "firmware", outcome: "ssh", newBootProven: true } });
+    expect(report.judgement?.expected).toEqual(["a new firmware boot to ssh, / on /dev/mapper/sys-root (ext3), data set intact"]);
     const root = report.facts.root as { device: string; fstype: string; sizeBytes: number };
     expect(root.device).toBe("/dev/mapper/sys-root");
     expect(root.fstype).toBe("ext3");

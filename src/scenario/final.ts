@@ -1,0 +1,29 @@
+/**
+ * The machine as a run left it, looked at by the runner itself after the
+ * scenario's last step: the last boot with its new-boot proof, where `/`
+ * lives, and the data set against its seeded checksums. The verdict judges
+ * these, so a scenario cannot forget to check them.
+ */
+import type { FinalObservation } from "../verdict/judge.ts";
+import type { Machine } from "../vm/machine.ts";
+import { describeCheck, type DataSet } from "./dataset.ts";
+
+export async function observeFinal(vm: Machine, data: DataSet | undefined): Promise<FinalObservation> {
+  const b = vm.boots.at(-1);
+  const obs: FinalObservation = {
+    machine: vm.opts.name,
+    running: vm.running,
+    lastBoot: b && { via: b.via, reason: b.reason, outcome: b.outcome, detail: b.detail, newBootProven: b.newBoot?.proven ?? false },
+  };
+  if (!vm.running) return { ...obs, unobserved: "the machine is off" };
+  if (b?.outcome !== "ssh") return { ...obs, unobserved: `the machine's last boot ended as ${b?.outcome ?? "nothing"}` };
+  const r = await vm.run("findmnt -no SOURCE,FSTYPE /", { timeoutMs: 60_000 });
+  if (r.exitCode !== 0) return { ...obs, unobserved: `findmnt / failed: ${r.stderr.trim() || `exit ${r.exitCode}`}` };
+  const [source = "", fstype = ""] = r.stdout.trim().split(/\s+/);
+  obs.root = { device: source.replace(/\[.*\]$/, ""), fstype };
+  if (data?.manifest) {
+    const c = await data.check(vm);
+    obs.data = { intact: c.intact, summary: describeCheck(c) };
+  }
+  return obs;
+}
