@@ -20,6 +20,7 @@ import { runScenario } from "../src/scenario/runner.ts";
 import { cmdDr, cmdInspect } from "./dr.ts";
 import type { RunEvent, Scenario, ScenarioReport, StepRecord } from "../src/scenario/types.ts";
 import { reportHead } from "../src/scenario/report.ts";
+import { expectationTable, TABLE_BEGIN, TABLE_END } from "../src/verdict/table.ts";
 import { spawn } from "node:child_process";
 import { recipeHash } from "../src/image/build.ts";
 import { labKey } from "../src/image/keys.ts";
@@ -38,7 +39,8 @@ const USAGE = `vmlab: rehearse storage migrations and disaster recovery on real 
 usage:
   vmlab doctor [--quiet]           check the host: tools, packages, accelerator (KVM or TCG)
   vmlab setup [--dry-run]          install the host packages (as root on Debian/Ubuntu), or print the command
-  vmlab list [--names|--json]      list the scenarios (--names: one name a line, for scripts)
+  vmlab list [--names|--json|--markdown]  list the scenarios (--names: one name a line, for scripts;
+                                   --json: with each one's declared expectation; --markdown: the pass-conditions table)
   vmlab run <name|file>... | --all run scenarios; --report-dir DIR (default ./reports),
                                    --jobs N parallel runs (default from cores and memory),
                                    --keep[=always|on-failure] leave the machine running (bare --keep: always)
@@ -136,9 +138,13 @@ async function selectScenarios(names: string[], v: SelectValues): Promise<{ scen
 }
 
 async function cmdList(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { ...SELECT_OPTIONS, names: { type: "boolean" }, json: { type: "boolean" } } });
+  const { values } = parseArgs({ args, options: { ...SELECT_OPTIONS, names: { type: "boolean" }, json: { type: "boolean" }, markdown: { type: "boolean" } } });
   const { scenarios } = await selectScenarios(await scenarioNames(), values);
-  if (values.json) {
+  if (values.markdown) {
+    out(TABLE_BEGIN);
+    out(expectationTable(scenarios));
+    out(TABLE_END);
+  } else if (values.json) {
     out(JSON.stringify(scenarios.map((s) => ({ name: s.name, description: s.description, kind: s.kind ?? "rehearsal", image: s.image, tags: s.tags ?? [], expect: s.expect })), null, 2));
   } else if (values.names || values.shard !== undefined) {
     for (const s of scenarios) out(s.name);

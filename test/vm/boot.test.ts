@@ -1,7 +1,7 @@
 /**
  * The VM runtime and the boot classifier on real boots: a good cold boot of
- * the base image through SeaBIOS and GRUB, a blank disk, and a machine whose
- * initrd was deleted.
+ * the base image through SeaBIOS and GRUB, a reboot without /sbin/init, and a
+ * blank disk.
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -78,6 +78,15 @@ describe("booting real guests", () => {
     await waitFor(async () => /root@vmlab/.test(await m.consoleSince(from)));
     await m.type("touch /tmp/typed-on-console\n");
     await waitFor(async () => (await m.run("test -e /tmp/typed-on-console")).exitCode === 0);
+
+    // Without /sbin/init the initramfs falls back to /bin/sh as PID 1: a root shell without a login. The lab
+    // classifies it from the console as soon as the prompt shows, instead of waiting for a timeout.
+    await m.succeed("rm /sbin/init");
+    const broken = await m.reboot();
+    console.log(`no /sbin/init: ${broken.outcome} (${broken.detail}) after ${(broken.durationMs / 1000).toFixed(1)} s\n${broken.evidence.join("\n")}`);
+    expect([broken.via, broken.reason, broken.outcome, broken.detail]).toEqual(["firmware", "reboot", "root-shell", "init-fallback"]);
+    expect(broken.evidence.join("\n")).toMatch(/Target filesystem doesn't have requested \/sbin\/init/);
+    expect(broken.newBoot).toMatchObject({ banner: true, proven: true });
 
     // A power cut ends QEMU at once.
     const pid = m.pid!;

@@ -5,13 +5,13 @@
  * where `/` lives afterwards, and the data set's checksums.
  */
 import { readFile, readdir } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { dir } from "tmp-promise";
 import type { FaultRecord } from "../../src/faults/index.ts";
 import type { SweepResult } from "../../src/suite/sweep.ts";
 import type { ProbeResult, ScenarioReport } from "../../src/scenario/types.ts";
-import { qemuPids, runScenarios, vmlab } from "./helpers.ts";
+import { keepReport, qemuPids, runScenarios, vmlab } from "./helpers.ts";
 
 let reports = "";
 beforeAll(async () => {
@@ -189,6 +189,7 @@ describe("vmlab sweep", () => {
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
     const [d] = (await readdir(out)).filter((x) => x.startsWith("sweep-root-to-lvm-power-cut-"));
     const sweep = JSON.parse(await readFile(join(out, d!, "sweep.json"), "utf8")) as SweepResult;
+    for (const row of sweep.rows) await keepReport(dirname(row.report));
     expect(sweep.rows.map((x) => [x.at, x.before, x.procedure, x.boot.outcome, x.root.which, x.root.device, x.data.state])).toEqual([
       // Before the copy: the LV holds nothing yet, the old root boots.
       [3, "dd /dev/sda2 to /dev/sys/root, fsck, resize2fs", "stopped", "ssh", "old", "/dev/sda2", "intact"],

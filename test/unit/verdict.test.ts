@@ -1,0 +1,170 @@
+/**
+ * The verdict on recorded observations. test/fixtures/reports/ holds the
+ * report.json of real runs of every scenario (recorded with
+ * `VMLAB_TEST_REPORTS=DIR npm test`, see test/fixtures/reports/README.md).
+ * Each is judged again with the scenario's declaration as it is now:
+ *  - every scenario's own recorded run passes;
+ *  - every twin's declared failure, judged against the observations of its
+ *    good path (the run where the pitfall was avoided), fails, naming what
+ *    was seen: a twin cannot pass a machine that came back;
+ *  - the rules that no recording shows (a timeout, a login to the old
+ *    system, an error) are checked on small observations.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { loadScenario } from "../../src/scenario/registry.ts";
+import type { ScenarioReport } from "../../src/scenario/types.ts";
+import { expectationProblems, type Expectation } from "../../src/verdict/expect.ts";
+import { judge, type Observations } from "../../src/verdict/judge.ts";
+import { expectationTable, tableInReadme } from "../../src/verdict/table.ts";
+import { scenarioNames } from "../../src/scenario/registry.ts";
+import { projectRoot } from "../../src/paths.ts";
+
+const DIR = join(import.meta.dirname, "..", "fixtures", "reports");
+const recorded = (name: string): ScenarioReport => JSON.parse(readFileSync(join(DIR, `${name}.json`), "utf8"));
+/** Recorded scenario runs, by scenario name (the sweep's rows are named sweep-<scenario>-<fault>-at-<K>). */
+const recordings = readdirSync(DIR).filter((f) => f.endsWith(".json") && !f.startsWith("sweep-")).map((f) => f.slice(0, -5));
+const obs = (r: ScenarioReport, kind: "rehearsal" | "twin"): Observations => ({ ...r, kind });
+
+/** Each twin and the good path whose recorded run avoided its pitfall (or never had the fault). */
+const GOOD_PATH: Record<string, string> = {
+  "root-to-lvm-no-relabel": "root-to-lvm",
+  "root-to-mdraid1-grub-one-disk": "root-to-mdraid1",
+  "ext3-to-btrfs-copy-no-initramfs": "ext3-to-btrfs-copy",
+  "shrink-root-container-first": "shrink-root",
+  "mbr-446-pitfall": "mbr-boot-restore",
+  "lvm-snapshot-overflow": "lvm-snapshot-rollback",
+  "missing-initrd-grub-only": "missing-initrd",
+  "power-cut": "root-to-lvm",
+  "busy-root": "root-to-lvm",
+  "io-errors": "root-to-lvm",
+  "dropped-ssh": "root-to-lvm",
+  "pulled-disk": "smoke",
+  "missing-initrd": "smoke",
+  "stale-fstab": "smoke",
+};
+
+describe("every scenario's recorded run, judged again with today's declaration", () => {
+  it("has a recording for every scenario", async () => {
+    expect(recordings.sort()).toEqual((await scenarioNames()).sort());
+  });
+
+  for (const name of recordings) {
+    it(`${name}: passes on its own recorded observations`, async () => {
+      const s = await loadScenario(name);
+      const r = recorded(name);
+      const v = judge(s.expect, obs(r, s.kind ?? "rehearsal"));
+      expect(v.reasons.join("\n")).not.toMatch(/not observed|not a proven new boot/);
+      expect(v.verdict, [...v.reasons, ...v.observed].join("\n")).toBe("pass");
+      // The recording is a real run: its verdict then was the same.
+      expect(r.verdict).toBe("pass");
+    });
+  }
+});
+
+describe("a twin cannot pass the machine its good path left", () => {
+  for (const [twin, good] of Object.entries(GOOD_PATH)) {
+    it(`${twin}, judged on ${good}'s observations: fail, naming what was seen`, async () => {
+      const s = await loadScenario(twin);
+      const v = judge({ failure: s.expect!.failure }, obs(recorded(good), "twin"));
+      expect(v.verdict, v.reasons.join("\n")).toBe("fail");
+      expect(v.reasons[0]).toBe("the predicted failure was not observed");
+      // One line per alternative, each saying what did not hold.
+      expect(v.reasons.slice(1)).toHaveLength(s.expect!.failure!.length);
+      expect(v.observed.length).toBeGreaterThan(0);
+    });
+  }
+
+  it("power-cut: a cut that falls after the copy (the sweep's row before `rebuild the initramfs`) is no proof, however well the machine boots", async () => {
+    const s = await loadScenario("power-cut");
+    const row = recorded("sweep-root-to-lvm-power-cut-at-9");
+    expect(row.probe).toMatchObject({ procedure: "stopped", boot: { outcome: "ssh" }, root: { which: "new" }, data: { state: "intact" } });
+    const v = judge(s.expect, obs(row, "twin"));
+    expect(v.verdict).toBe("fail");
+    expect(v.reasons.join("\n")).toMatch(/bytes written at the power-cut .* were not recorded|not inside it/);
+    expect(v.reasons.join("\n")).toMatch(/\/ was \/dev\/mapper\/sys-root, not \/dev\/sda2/);
+  });
+
+  it("power-cut: the cut that did not stop the machine fails, whatever the boot", async () => {
+    const s = await loadScenario("power-cut");
+    const r = recorded("power-cut");
+    const noop = structuredClone(r);
+    const f = noop.faults!.find((x) => x.fault === "power-cut")!;
+    // What the lab records when QEMU is still there after the cut.
+    f.details.stoppedProcedure = false;
+    f.details.stopObservation = "QEMU still runs";
+    const v = judge(s.expect, obs(noop, "twin"));
+    expect(v.verdict).toBe("fail");
+    expect(v.reasons.join("\n")).toContain("the power-cut fault did not stop the procedure: QEMU still runs");
+  });
+});
+
+describe("rules no recording shows", () => {
+  const base: Observations = { kind: "twin", steps: [], boots: [], facts: {} };
+  const panic: Expectation = { failure: [{ says: "panic", boot: { outcome: "kernel-panic", detail: "no-root", evidence: "VFS: Unable to mount root fs" } }] };
+  const bootOf = (o: Partial<Observations["boots"][number]>) => ({ machine: "vm", via: "firmware", reason: "reboot", outcome: "kernel-panic", detail: "no-root", evidence: ["Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)"], newBoot: { banner: true, proven: true, why: "the firmware's banner" }, ...o });
+
+  it("a timeout is never the predicted failure", () => {
+    const v = judge(panic, { ...base, boots: [bootOf({ outcome: "timeout", detail: "kernel", evidence: ["Loading initial ramdisk ..."] })] });
+    expect(v.verdict).toBe("fail");
+    expect(v.reasons[1]).toContain("no boot of vm ended as kernel-panic (seen: timeout (kernel))");
+    expect(expectationProblems("twin", { failure: [{ says: "x", boot: { outcome: "timeout" } }] })).toContain('expect.failure[0]: a boot ending as "timeout" is not a specific failure');
+    expect(expectationProblems("twin", { failure: [{ says: "x", boot: { outcome: "ssh" } }] })).toContain("expect.failure[0]: a boot to ssh is a failure only with the wrong root or a recorded fact");
+    expect(expectationProblems("twin", { failure: [{ says: "x", boot: { outcome: "kernel-panic" } }] })).toContain("expect.failure[0]: a failed boot needs an evidence pattern");
+    expect(expectationProblems("twin", { failure: [{ says: "x", boot: { outcome: "kernel-panic", evidence: ".*" } }] })).toContain('expect.failure[0]: the pattern ".*" matches anything');
+    expect(expectationProblems("twin", undefined)).toEqual(["a twin must declare `expect.failure`: the specific failure it predicts"]);
+  });
+
+  it("the right outcome with other evidence or another detail does not pass", () => {
+    expect(judge(panic, { ...base, boots: [bootOf({ detail: "no-init", evidence: ["Kernel panic - not syncing: No working init found."] })] }).reasons[1]).toContain("detail is no-init, not no-root");
+    expect(judge(panic, { ...base, boots: [bootOf({ evidence: ["Kernel panic - not syncing: Attempted to kill init!"] })] }).reasons[1]).toContain("evidence does not match");
+    expect(judge(panic, { ...base, boots: [bootOf({})] }).verdict).toBe("pass");
+  });
+
+  it("a boot that is not proven new does not count: no banner, or the boot_id from before", () => {
+    const v = judge(panic, { ...base, boots: [bootOf({ newBoot: { banner: false, proven: false, why: "the firmware's banner is not in this boot's slice of the console" } })] });
+    expect(v.verdict).toBe("fail");
+    expect(v.reasons[1]).toContain("not a proven new boot: the firmware's banner is not in this boot's slice");
+    const final: Expectation = { final: { boot: "ssh", root: "/dev/sda2", data: "intact" } };
+    const oldLogin = judge(final, {
+      ...base,
+      kind: "rehearsal",
+      final: { machine: "vm", running: true, lastBoot: { via: "firmware", reason: "reboot", outcome: "ssh", newBootProven: false }, root: { device: "/dev/sda2", fstype: "ext3" }, data: { intact: true, summary: "intact" } },
+    });
+    expect(oldLogin.verdict).toBe("fail");
+    expect(oldLogin.reasons).toContain("the last boot to ssh is not a proven new boot (no firmware banner in its console, or the same boot_id as before)");
+  });
+
+  it("an error fails the run whatever else was seen, and says where", () => {
+    const v = judge(panic, { ...base, boots: [bootOf({})], error: { message: "command failed in guest vm\n$ lvcreate", step: "create LV" } });
+    expect(v.verdict).toBe("fail");
+    expect(v.reasons[0]).toBe('the run stopped with an error in step "create LV": command failed in guest vm');
+  });
+
+  it("a failed step counts with its command's stderr, and only with the declared error", () => {
+    const e: Expectation = { failure: [{ says: "busy", step: { name: "remount", error: "busy" } }] };
+    const step = { name: "stop writers on / and remount it read-only", status: "failed" as const, error: "command failed in guest vm", failure: { command: "mount -o remount,ro /", exitCode: 32, stderr: "mount: /: mount point is busy." } };
+    expect(judge(e, { ...base, steps: [step] }).verdict).toBe("pass");
+    const other = judge(e, { ...base, steps: [{ ...step, failure: { ...step.failure, stderr: "ssh: connect to host 127.0.0.1 port 2222: Connection refused" } }] });
+    expect(other.verdict).toBe("fail");
+    expect(other.reasons[1]).toContain("failed, but not with /busy/");
+  });
+
+  it("a rehearsal whose data set changed fails, with the difference", () => {
+    const v = judge(
+      { final: { boot: "ssh", root: "/dev/mapper/sys-root", data: "intact" } },
+      { ...base, kind: "rehearsal", final: { machine: "vm", running: true, lastBoot: { via: "firmware", reason: "reboot", outcome: "ssh", newBootProven: true }, root: { device: "/dev/mapper/sys-root", fstype: "ext3" }, data: { intact: false, summary: "1 missing, 0 changed, 0 unexpected\nmissing: file ./big.bin" } } },
+    );
+    expect(v.verdict).toBe("fail");
+    expect(v.reasons).toContain("the data set is not intact: 1 missing, 0 changed, 0 unexpected; missing: file ./big.bin");
+  });
+});
+
+describe("the README's pass-conditions table", () => {
+  it("is the one the declarations make", async () => {
+    const scenarios = await Promise.all((await scenarioNames()).map((n) => loadScenario(n)));
+    const readme = readFileSync(join(projectRoot, "README.md"), "utf8");
+    expect(tableInReadme(readme), "run `vmlab list --markdown` and paste it between the README's markers").toBe(expectationTable(scenarios));
+  });
+});
