@@ -1,7 +1,7 @@
 /**
- * The verdict on recorded observations. test/fixtures/reports/ holds the
+ * The verdict on recorded observations. test/fixtures/runs/ holds the
  * report.json of real runs of every scenario (recorded with
- * `VMLAB_TEST_REPORTS=DIR npm test`, see test/fixtures/reports/README.md).
+ * `VMLAB_TEST_REPORTS=DIR npm test`, see test/fixtures/runs/README.md).
  * Each is judged again with the scenario's declaration as it is now:
  *  - every scenario's own recorded run passes;
  *  - every twin's declared failure, judged against the observations of its
@@ -21,7 +21,7 @@ import { expectationTable, tableInReadme } from "../../src/verdict/table.ts";
 import { scenarioNames } from "../../src/scenario/registry.ts";
 import { projectRoot } from "../../src/paths.ts";
 
-const DIR = join(import.meta.dirname, "..", "fixtures", "reports");
+const DIR = join(import.meta.dirname, "..", "fixtures", "runs");
 const recorded = (name: string): ScenarioReport => JSON.parse(readFileSync(join(DIR, `${name}.json`), "utf8"));
 /** Recorded scenario runs, by scenario name (the sweep's rows are named sweep-<scenario>-<fault>-at-<K>). */
 const recordings = readdirSync(DIR).filter((f) => f.endsWith(".json") && !f.startsWith("sweep-")).map((f) => f.slice(0, -5));
