@@ -61,6 +61,13 @@ export type MachineEvent =
 
 export interface BootWaitOptions {
   timeoutMs?: number;
+  /**
+   * The console slice starts at a power-on or reset, so what it holds is one
+   * boot and the boots it restarted into: a boot that restarts again and
+   * again is a `reboot-loop`. Not for a reboot, whose slice starts with the
+   * old system going down.
+   */
+  singleBoot?: boolean;
   via?: BootVia;
   reason?: string;
 }
@@ -270,11 +277,13 @@ export class Machine {
     let seen = -1;
     let grewAt = Date.now();
     const previousBootId = this.bootId;
+    // A slice that starts at a power-on or reset holds one boot and whatever it restarted into (a reboot loop).
+    const singleBoot = opts.singleBoot ?? false;
     let bootId: string | undefined;
     let sawOld = false;
     while (!classification) {
       const text = await this.consoleSince(from);
-      classification = terminalOutcome(text);
+      classification = terminalOutcome(text, { singleBoot });
       if (classification) break;
       if (text.length !== seen) {
         seen = text.length;
@@ -285,12 +294,12 @@ export class Machine {
         if (classification) break;
       }
       if (this.exited) {
-        classification = classifyBoot(text, { timedOut: true });
+        classification = classifyBoot(text, { timedOut: true, singleBoot });
         classification.evidence.push(`QEMU exited: ${this.exitInfo}`);
         break;
       }
       if (Date.now() - started > timeoutMs) {
-        classification = classifyBoot(text, { timedOut: true });
+        classification = classifyBoot(text, { timedOut: true, singleBoot });
         break;
       }
       // Only try SSH once the kernel has started: it saves connection attempts during firmware and GRUB.
@@ -336,7 +345,7 @@ export class Machine {
   async boot(opts: BootWaitOptions = {}): Promise<BootRecord> {
     const from = await this.logOffset();
     await this.start();
-    return this.waitForBoot(from, { reason: "start", ...opts });
+    return this.waitForBoot(from, { reason: "start", singleBoot: true, ...opts });
   }
 
   /**
@@ -454,7 +463,7 @@ export class Machine {
   async reset(opts: BootWaitOptions = {}): Promise<BootRecord> {
     const from = await this.logOffset();
     await this.qmpExecute("system_reset");
-    return this.waitForBoot(from, { via: "firmware", reason: "reset", ...opts });
+    return this.waitForBoot(from, { via: "firmware", reason: "reset", singleBoot: true, ...opts });
   }
 
   /** Power cut: QEMU quits at once; nothing the guest had not written reaches the disk. */
