@@ -56,7 +56,7 @@ describe("faults that the procedure must survive without a reboot", () => {
     const { report } = runs;
 
     const busy = report["busy-root"]!;
-    expect(busy.verdict, busy.error?.message).toBe("pass");
+    expect(busy.verdict, (busy.judgement?.reasons ?? [busy.error?.message]).join("\n")).toBe("pass");
     const held = fault(busy, "busy-root");
     expect(held.details.file).toBe("/root/busy-root.log");
     expect(String(busy.facts.error)).toMatch(/could not be remounted read-only: it is busy/);
@@ -68,13 +68,19 @@ describe("faults that the procedure must survive without a reboot", () => {
     expect(boots(busy)).toEqual(["vm:resume/saved-state/ssh"]);
 
     const io = report["io-errors"]!;
-    expect(io.verdict, io.error?.message).toBe("pass");
+    expect(io.verdict, (io.judgement?.reasons ?? [io.error?.message]).join("\n")).toBe("pass");
     const zone = fault(io, "io-errors");
     expect(zone.details).toMatchObject({ device: "sys-root", start: 2097152, count: 131072 });
     expect(zone.details.after).toContain("2097152 131072 error");
     expect(String(io.facts.error)).toMatch(/Input\/output error/);
     // The guest's own kernel lines about the failing device are in the report.
     expect(zone.observed.some((l) => /I\/O error|critical target error|Buffer I\/O/.test(l)), zone.observed.join("\n")).toBe(true);
+    // The step the scenario caught keeps its command, exit code and stderr in report.json.
+    const dd = io.steps.find((st) => st.name.startsWith("dd /dev/sda2"))!;
+    expect(dd.status).toBe("failed");
+    expect(dd.failure?.command).toMatch(/^dd if=\/dev\/sda2 of=\/dev\/sys\/root/);
+    expect(dd.failure?.exitCode).toBeGreaterThan(0);
+    expect(dd.failure?.stderr).toMatch(/Input\/output error/);
     expect(io.facts.root).toMatchObject({ device: "/dev/sda2", fstype: "ext3" });
     expect(intact(io.facts.data)).toMatchObject({ intact: true, files: 204 });
   });
@@ -85,7 +91,7 @@ describe("faults that end in a power cycle", () => {
     const { report } = runs;
 
     const cut = report["power-cut"]!;
-    expect(cut.verdict, cut.error?.message).toBe("pass");
+    expect(cut.verdict, (cut.judgement?.reasons ?? [cut.error?.message]).join("\n")).toBe("pass");
     const pc = fault(cut, "power-cut");
     expect(pc.how).toBe("QMP quit");
     expect(pc.step).toMatch(/^dd \/dev\/sda2 to \/dev\/sys\/root/);
@@ -115,7 +121,7 @@ describe("faults that end in a power cycle", () => {
     expect(boots(cut)).toHaveLength(2);
 
     const pulled = report["pulled-disk"]!;
-    expect(pulled.verdict, pulled.error?.message).toBe("pass");
+    expect(pulled.verdict, (pulled.judgement?.reasons ?? [pulled.error?.message]).join("\n")).toBe("pass");
     expect(fault(pulled, "pulled-disk").how).toBe("QMP device_del dev-sda");
     expect(pulled.probe).toMatchObject({ procedure: "stopped", boot: { outcome: "no-bootable-device" }, root: { which: "none" } });
     expect(boots(pulled)).toEqual(["vm:resume/saved-state/ssh", "vm:power-on after the fault/firmware/no-bootable-device", "vm:power-on with the disk plugged back/firmware/ssh"]);
@@ -130,7 +136,7 @@ describe("faults that need the rescue system", () => {
     const { report } = runs;
 
     const mi = report["missing-initrd"]!;
-    expect(mi.verdict, mi.error?.message).toBe("pass");
+    expect(mi.verdict, (mi.judgement?.reasons ?? [mi.error?.message]).join("\n")).toBe("pass");
     expect(fault(mi, "missing-initrd").details.removed).toEqual([expect.stringMatching(/^\/boot\/initrd\.img-6\./)]);
     expect(boots(mi)).toEqual(["vm:resume/saved-state/ssh", "vm:reboot/firmware/kernel-panic(no-root)", "rescue:start/direct-kernel/ssh", "vm:start/firmware/ssh"]);
     expect(mi.boots[1]!.evidence.join("\n")).toMatch(/VFS: Unable to mount root fs/);
@@ -140,7 +146,7 @@ describe("faults that need the rescue system", () => {
     expect(intact(mi.facts.data)).toMatchObject({ intact: true, files: 204 });
 
     const sf = report["stale-fstab"]!;
-    expect(sf.verdict, sf.error?.message).toBe("pass");
+    expect(sf.verdict, (sf.judgement?.reasons ?? [sf.error?.message]).join("\n")).toBe("pass");
     const stale = fault(sf, "stale-fstab");
     expect(stale.details.before).toMatch(/^LABEL=boot\s+\/boot\s/);
     const staleSpec = String(stale.details.after).split(/\s+/)[0]!;
@@ -156,7 +162,7 @@ describe("faults that need the rescue system", () => {
 describe("the rescue route's negative twin", () => {
   it("a rescue that reinstalls GRUB but never rebuilds the initramfs leaves a machine that panics on the root mount again", () => {
     const r = runs.report["missing-initrd-grub-only"]!;
-    expect(r.verdict, r.error?.message).toBe("pass");
+    expect(r.verdict, (r.judgement?.reasons ?? [r.error?.message]).join("\n")).toBe("pass");
     expect(boots(r)).toEqual(["vm:resume/saved-state/ssh", "vm:reboot/firmware/kernel-panic(no-root)", "rescue:start/direct-kernel/ssh", "vm:start/firmware/kernel-panic(no-root)"]);
     // The wrong repair was really done: fstab checked, GRUB reinstalled on the machine's disk, no initramfs step.
     expect(r.facts.rescue).toMatchObject({ root: "/dev/sda2", boot: "/dev/sda1", grubDisks: ["/dev/sda"], repairs: ["fstab", "grub"], bootAfter: { outcome: "kernel-panic", detail: "no-root" } });
@@ -170,7 +176,7 @@ describe("dropped SSH", () => {
   it("after pivot_root no new SSH session opens; the serial console alone finishes the move, and the machine boots the LV", () => {
     const { report } = runs;
     const r = report["dropped-ssh"]!;
-    expect(r.verdict, r.error?.message).toBe("pass");
+    expect(r.verdict, (r.judgement?.reasons ?? [r.error?.message]).join("\n")).toBe("pass");
     expect(fault(r, "dropped-ssh").observed).toEqual(["a new SSH session did not get through within 15 s"]);
     const names = r.steps.map((s) => s.name);
     expect(names.indexOf("fault: the network link goes down after pivot_root")).toBe(names.indexOf("mount the copy and pivot_root into it") + 1);

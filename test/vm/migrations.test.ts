@@ -46,7 +46,7 @@ describe("root → mdraid1", () => {
   it("the migration boots from the mirror, then from each disk alone; the twin with GRUB on one disk does not boot without it", () => {
     const { report } = runs;
     const good = report["root-to-mdraid1"]!;
-    expect(good.verdict, good.error?.message).toBe("pass");
+    expect(good.verdict, (good.judgement?.reasons ?? [good.error?.message]).join("\n")).toBe("pass");
     expect(boots(good)).toEqual(["resume/saved-state/ssh", "reboot/firmware/ssh", "reboot/firmware/ssh", "start/firmware/ssh"]);
     expect(good.facts.root).toMatchObject({ device: "/dev/md1", fstype: "ext3" });
     const arrays = good.facts.arrays as { md: string; up: number; total: number; map: string }[];
@@ -69,7 +69,7 @@ describe("root → mdraid1", () => {
 
     const twin = report["root-to-mdraid1-grub-one-disk"]!;
     expect(twin.kind).toBe("twin");
-    expect(twin.verdict, twin.error?.message).toBe("pass");
+    expect(twin.verdict, (twin.judgement?.reasons ?? [twin.error?.message]).join("\n")).toBe("pass");
     // With sda pulled, sdb's boot sector holds no boot code.
     expect(boots(twin)).toEqual(["resume/saved-state/ssh", "reboot/firmware/no-bootable-device(no-boot-code)"]);
     expect(twin.facts.observedFailure).toMatchObject({ without: "sda", outcome: "no-bootable-device" });
@@ -80,14 +80,14 @@ describe("ext3 → btrfs by copy", () => {
   it("the copy boots btrfs read-write with the data intact; without an initramfs rebuild the boot fails", () => {
     const { report } = runs;
     const good = report["ext3-to-btrfs-copy"]!;
-    expect(good.verdict, good.error?.message).toBe("pass");
+    expect(good.verdict, (good.judgement?.reasons ?? [good.error?.message]).join("\n")).toBe("pass");
     expect(boots(good)).toEqual(["resume/saved-state/ssh", "reboot/firmware/ssh"]);
     expect(good.facts.root).toMatchObject({ device: "/dev/mapper/sys-root", fstype: "btrfs" });
     expect(String(good.facts.rootOptions)).toMatch(/(^|,)rw(,|$)/);
     expect(intact(good.facts.data).intact).toBe(true);
 
     const twin = report["ext3-to-btrfs-copy-no-initramfs"]!;
-    expect(twin.verdict, twin.error?.message).toBe("pass");
+    expect(twin.verdict, (twin.judgement?.reasons ?? [twin.error?.message]).join("\n")).toBe("pass");
     const failed = twin.boots.at(-1)!;
     expect(failed.via).toBe("firmware");
     expect(failed.outcome).not.toBe("ssh");
@@ -99,7 +99,7 @@ describe("ext3 → btrfs in place, and shrinking the root filesystem", () => {
   it("btrfs-convert from a temporary root boots btrfs; btrfs-convert -r boots ext3 again; data intact both times", () => {
     const { report } = runs;
     const r = report["ext3-to-btrfs-convert"]!;
-    expect(r.verdict, r.error?.message).toBe("pass");
+    expect(r.verdict, (r.judgement?.reasons ?? [r.error?.message]).join("\n")).toBe("pass");
     expect(boots(r)).toEqual(["resume/saved-state/ssh", "reboot/firmware/ssh", "reboot/firmware/ssh"]);
     expect(r.facts.rootAfterConvert).toMatchObject({ device: "/dev/sda2", fstype: "btrfs" });
     expect(r.facts.rootAfterRollback).toMatchObject({ device: "/dev/sda2", fstype: "ext3" });
@@ -110,7 +110,7 @@ describe("ext3 → btrfs in place, and shrinking the root filesystem", () => {
   it("filesystem first boots a 1200 MiB root with the data intact; partition first is caught by fsck and the boot", () => {
     const { report } = runs;
     const good = report["shrink-root"]!;
-    expect(good.verdict, good.error?.message).toBe("pass");
+    expect(good.verdict, (good.judgement?.reasons ?? [good.error?.message]).join("\n")).toBe("pass");
     expect(boots(good)).toEqual(["resume/saved-state/ssh", "reboot/firmware/ssh"]);
     expect(good.facts.root).toMatchObject({ device: "/dev/sda2", fstype: "ext3" });
     expect(good.facts.sizes).toEqual({ partitionBytes: 1200 * 2 ** 20, filesystemBytes: 1200 * 2 ** 20 });
@@ -119,7 +119,7 @@ describe("ext3 → btrfs in place, and shrinking the root filesystem", () => {
     expect(intact(good.facts.data).intact).toBe(true);
 
     const twin = report["shrink-root-container-first"]!;
-    expect(twin.verdict, twin.error?.message).toBe("pass");
+    expect(twin.verdict, (twin.judgement?.reasons ?? [twin.error?.message]).join("\n")).toBe("pass");
     const seen = twin.facts.observedFailure as { fsckExit: number; boot: { outcome: string } };
     expect(seen.fsckExit).not.toBe(0);
     expect(seen.boot.outcome).not.toBe("ssh");
