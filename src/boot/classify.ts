@@ -47,22 +47,8 @@
  * `sshAnswered` sets `reached.userspace`.
  */
 
-export type BootOutcome =
-  | "no-bootable-device"
-  | "grub-rescue"
-  | "uefi-shell"
-  | "kernel-panic"
-  | "initramfs-shell"
-  | "root-shell"
-  | "emergency-mode"
-  | "reboot-loop"
-  | "login-prompt"
-  | "ssh"
-  | "timeout";
-
 /** Outcomes after which the boot will never reach SSH on its own. */
-export type TerminalBootOutcome = Extract<
-  BootOutcome,
+export type TerminalBootOutcome =
   | "no-bootable-device"
   | "grub-rescue"
   | "uefi-shell"
@@ -70,8 +56,9 @@ export type TerminalBootOutcome = Extract<
   | "initramfs-shell"
   | "root-shell"
   | "emergency-mode"
-  | "reboot-loop"
->;
+  | "reboot-loop";
+
+export type BootOutcome = TerminalBootOutcome | "login-prompt" | "ssh" | "timeout";
 
 export interface BootStages {
   firmware: boolean;
