@@ -155,6 +155,11 @@ export class Machine {
     return !this.exited;
   }
 
+  /** Ids of the disks plugged in while the machine ran (not on its command line). */
+  get hotPlugged(): string[] {
+    return [...this.hotNodes.keys()];
+  }
+
   get ssh(): SshTarget {
     return { host: "127.0.0.1", port: this.sshPort, user: "root", keyPath: this.opts.sshKey };
   }
@@ -583,6 +588,7 @@ export class Machine {
   release(): number {
     const p = this.proc;
     if (!p?.pid || this.exited) throw new VmlabError(`machine ${this.opts.name} is not running, so it cannot be kept`, { output: this.exitInfo });
+    this.closeSerial();
     this.qmp?.close();
     this.qmp = undefined;
     unregisterPid(p.pid);
@@ -592,6 +598,7 @@ export class Machine {
 
   /** End QEMU at once by its pid. Safe to call at any time. */
   async kill(): Promise<void> {
+    this.closeSerial();
     this.qmp?.close();
     this.qmp = undefined;
     const p = this.proc;
@@ -606,16 +613,41 @@ export class Machine {
     unregisterPid(p.pid!);
   }
 
-  /** Type a line on the serial console (the way back in when SSH is gone). */
+  /**
+   * Type on the serial console (the way back in when SSH is gone). The lab
+   * keeps one connection to the console socket open while the machine runs:
+   * QEMU reads a client's bytes only as fast as the guest's UART takes them,
+   * and drops what it has not read when the client hangs up, so a connection
+   * closed right after a write loses characters on a busy host.
+   */
   async type(text: string): Promise<void> {
+    const sock = await this.serialConnection();
+    await new Promise<void>((resolve, reject) => sock.write(text, (err) => (err ? reject(err) : resolve())));
+  }
+
+  private serial?: Socket;
+
+  private async serialConnection(): Promise<Socket> {
+    if (this.serial && !this.serial.destroyed) return this.serial;
     const sock: Socket = createConnection(this.serialSocket);
     await new Promise<void>((resolve, reject) => {
       sock.once("connect", () => resolve());
       sock.once("error", reject);
     });
-    await new Promise<void>((resolve) => sock.write(text, () => resolve()));
-    await sleep(100);
-    sock.destroy();
+    // What the guest prints is in the console log already; what reaches this socket is read and dropped.
+    sock.on("data", () => undefined);
+    sock.on("error", () => undefined);
+    sock.on("close", () => {
+      if (this.serial === sock) this.serial = undefined;
+    });
+    this.serial = sock;
+    return sock;
+  }
+
+  /** Hang up the lab's console connection (before a person attaches to a kept machine, or when QEMU ends). */
+  private closeSerial(): void {
+    this.serial?.destroy();
+    this.serial = undefined;
   }
 }
 
