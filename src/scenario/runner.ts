@@ -63,7 +63,10 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     description: s.description,
     kind: s.kind ?? "rehearsal",
     verdict: "fail",
+    // Set at the end, but first in report.json: the verdict's reasons, what was expected and what was observed.
+    judgement: undefined,
     expect: s.expect,
+    final: undefined,
     startedAt: new Date(started).toISOString(),
     durationMs: 0,
     accel: { accel: accel.accel, reason: accel.reason },
