@@ -120,7 +120,9 @@ export class FaultInjector {
     const injection = fired.then(async (when) => {
       if (when === null || failedFirst) return;
       injecting = true;
-      stopped = await this.record(await injectGeneric(vm, spec), name, { duringStep: { ...when, stepEndedFirst: stepEnded } });
+      // Whether the step had ended is read before the fault goes in: a power cut ends the step at once.
+      const duringStep = { ...when, stepEndedFirst: stepEnded };
+      stopped = await this.record(await injectGeneric(vm, spec), name, { duringStep });
     });
     let result: T;
     try {
