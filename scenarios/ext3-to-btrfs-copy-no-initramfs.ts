@@ -16,8 +16,8 @@ export default scenario({
   image: "debian12-bios",
   expect: {
     failure: [
-      { says: "the initramfs cannot mount the btrfs root (no btrfs module)", boot: { outcome: "initramfs-shell", detail: ["mount-failed", "no-root-device"], evidence: "btrfs|Failed to mount|ALERT!|Gave up waiting" } },
-      { says: "the kernel cannot mount the btrfs root", boot: { outcome: "kernel-panic", detail: "no-root", evidence: "VFS: |btrfs" } },
+      { says: "the initramfs cannot mount the btrfs root (no btrfs module)", boot: { outcome: "initramfs-shell", detail: ["mount-failed", "no-root-device"], evidence: "Failed to mount /dev/mapper/sys-root|ALERT! .* does not exist" } },
+      { says: "the kernel cannot mount the btrfs root", boot: { outcome: "kernel-panic", detail: "no-root", evidence: "VFS: Unable to mount root fs" } },
       { says: "the machine came back on something other than the btrfs root", boot: { outcome: "ssh" }, facts: [{ path: "observedFailure.kind", equals: "wrong-root" }] },
     ],
   },

@@ -21,8 +21,8 @@ export default scenario({
     failure: [
       { says: "the machine came back on the old root /dev/sda2: the file written after the migration is lost", boot: { outcome: "ssh" }, root: { device: "/dev/sda2" }, facts: [{ path: "observedFailure.kind", equals: "old-root" }] },
       { says: "two filesystems carry the root's UUID (blkid -t UUID=...)", boot: { outcome: "ssh" }, facts: [{ path: "rootIdentity.sameUuid", minItems: 2 }] },
-      { says: "the boot stopped in the initramfs on the duplicate root", boot: { outcome: "initramfs-shell", evidence: "sys-root|sda2|UUID=|fsck|mount" } },
-      { says: "the boot stopped in emergency mode on the duplicate root", boot: { outcome: "emergency-mode", evidence: "sys-root|sda2|UUID|mount|fsck" } },
+      { says: "the boot stopped in the initramfs at the root's fsck or mount", boot: { outcome: "initramfs-shell", detail: ["fsck", "mount-failed"], evidence: "requires a manual fsck|Failed to mount" } },
+      { says: "the boot stopped in emergency mode mounting the duplicate root's filesystems", boot: { outcome: "emergency-mode", evidence: "Dependency failed for|Failed to mount" } },
     ],
   },
   tags: ["lvm", "pivot", "twin", "slow"],

@@ -15,9 +15,16 @@ export default scenario({
   image: "debian12-bios",
   expect: {
     failure: [
-      { says: "e2fsck refuses a filesystem larger than its partition, and the initramfs stops at / (fsck or mount)", facts: [{ path: "fsck.exitCode", oneOf: [4, 8, 12] }], boot: { outcome: "initramfs-shell", evidence: "fsck|Failed to mount|ALERT!|sda2|EXT[34]-fs" } },
-      { says: "e2fsck refuses a filesystem larger than its partition, and the boot stops in emergency mode", facts: [{ path: "fsck.exitCode", oneOf: [4, 8, 12] }], boot: { outcome: "emergency-mode", evidence: "fsck|sda2|Failed|mount|EXT[34]-fs" } },
-      { says: "e2fsck refuses a filesystem larger than its partition, and the kernel panics mounting /", facts: [{ path: "fsck.exitCode", oneOf: [4, 8, 12] }], boot: { outcome: "kernel-panic", evidence: "VFS: |EXT[34]-fs" } },
+      {
+        says: "e2fsck refuses a filesystem larger than its partition, and the initramfs stops at the root's fsck or mount",
+        facts: [{ path: "fsck.exitCode", oneOf: [4, 8, 12] }],
+        boot: { outcome: "initramfs-shell", detail: ["fsck", "mount-failed"], evidence: "root filesystem on /dev/sda2 requires a manual fsck|Failed to mount /dev/sda2" },
+      },
+      {
+        says: "e2fsck refuses a filesystem larger than its partition, and the kernel cannot mount /",
+        facts: [{ path: "fsck.exitCode", oneOf: [4, 8, 12] }],
+        boot: { outcome: "kernel-panic", detail: "no-root", evidence: "VFS: Unable to mount root fs" },
+      },
     ],
   },
   tags: ["shrink", "pivot", "twin"],
