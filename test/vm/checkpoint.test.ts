@@ -1,0 +1,93 @@
+/**
+ * Checkpoints and forks on a real guest: the machine goes on after its
+ * checkpoint, two forks resume it side by side, and what one fork writes
+ * neither the other fork, the original nor the checkpoint ever sees.
+ */
+import { existsSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dir, type DirectoryResult } from "tmp-promise";
+import { chooseAccel, type AccelChoice } from "../../src/host/kvm.ts";
+import { ensureImage } from "../../src/image/build.ts";
+import { labKey } from "../../src/image/keys.ts";
+import { loadRecipe } from "../../src/image/recipes.ts";
+import { fork, readCheckpoint, takeCheckpoint, type Checkpoint } from "../../src/vm/checkpoint.ts";
+import { Machine } from "../../src/vm/machine.ts";
+import { DEFAULT_PROFILE, ensureWarmState, machineDisks } from "../../src/vm/warm.ts";
+import { qemuPids, sha256File } from "./helpers.ts";
+
+let tmp: DirectoryResult;
+let accel: AccelChoice;
+let key = "";
+const machines: Machine[] = [];
+
+beforeAll(async () => {
+  tmp = await dir({ unsafeCleanup: true });
+  accel = await chooseAccel();
+  key = (await labKey()).privateKey;
+});
+afterAll(async () => {
+  for (const m of machines) await m.kill();
+  await tmp.cleanup();
+});
+
+describe("checkpoints and forks", () => {
+  it("a running guest is checkpointed and goes on; two forks resume it and cannot see each other's writes", async () => {
+    const image = await ensureImage(await loadRecipe("debian12-bios"));
+    const warm = await ensureWarmState(image, DEFAULT_PROFILE, accel, key);
+    const runDir = join(tmp.path, "run");
+    await mkdir(runDir, { recursive: true });
+    const vm = new Machine({ name: "vm", runDir, disks: await machineDisks(runDir, image, DEFAULT_PROFILE, warm), accel, sshKey: key, incomingState: warm.state });
+    machines.push(vm);
+    expect((await vm.resume()).outcome).toBe("ssh");
+    await vm.succeed("echo before > /root/before-checkpoint && sync");
+
+    const cp = await takeCheckpoint(vm, join(runDir, "checkpoints", "after-before"), "after /root/before-checkpoint");
+    console.log(`checkpoint: guest paused ${cp.pausedMs} ms; state ${cp.state}`);
+    // Whole on disk, and the frozen layer is the file the machine wrote until now.
+    expect(existsSync(join(cp.dir, "checkpoint.json"))).toBe(true);
+    expect(existsSync(join(cp.dir, "state.bin.partial"))).toBe(false);
+    expect(cp.disks.map((d) => [d.id, d.path, d.readOnly])).toEqual([["sda", join(runDir, "sda.qcow2"), true]]);
+    expect(vm.opts.disks[0]!.path).toBe(join(runDir, "sda.g1.qcow2"));
+    const frozenSum = await sha256File(cp.disks[0]!.path);
+
+    // The original goes on, on its new overlay.
+    await vm.succeed("echo original > /root/after-checkpoint && sync");
+    expect((await vm.succeed("cat /root/before-checkpoint")).trim()).toBe("before");
+
+    const [a, b] = await Promise.all(
+      ["fork-a", "fork-b"].map((name) => fork(cp, { name, runDir: join(tmp.path, name), accel, sshKey: key })),
+    );
+    machines.push(a!.vm, b!.vm);
+    for (const f of [a!, b!]) {
+      expect([f.boot.via, f.boot.outcome]).toEqual(["saved-state", "ssh"]);
+      // The fork is the machine at the checkpoint: what came before is there, what the original wrote after is not.
+      expect((await f.vm.succeed("cat /root/before-checkpoint")).trim()).toBe("before");
+      expect((await f.vm.run("test -e /root/after-checkpoint")).exitCode).toBe(1);
+      // Its own ports and sockets, and its clock from the host.
+      expect(f.vm.sshPort).not.toBe(vm.sshPort);
+      const skew = Math.abs(Number((await f.vm.succeed("date +%s")).trim()) - Date.now() / 1000);
+      expect(skew).toBeLessThan(120);
+    }
+    await a!.vm.succeed("echo a > /root/written-in-fork-a && sync");
+    expect((await b!.vm.run("test -e /root/written-in-fork-a")).exitCode).toBe(1);
+    expect((await vm.run("test -e /root/written-in-fork-a")).exitCode).toBe(1);
+    expect(a!.vm.opts.disks[0]!.path).toBe(join(tmp.path, "fork-a", "fork-a-sda.qcow2"));
+
+    // Nothing any of the three wrote reached the checkpoint, and it reads back whole.
+    expect(await sha256File(cp.disks[0]!.path)).toBe(frozenSum);
+    const again: Checkpoint = await readCheckpoint(cp.dir);
+    expect(again.disks).toEqual(cp.disks);
+
+    for (const m of machines) await m.kill();
+    expect(await qemuPids()).toEqual([]);
+  });
+
+  it("a checkpoint directory without checkpoint.json (interrupted while taken) is refused", async () => {
+    const half = join(tmp.path, "half");
+    await mkdir(half, { recursive: true });
+    await writeFile(join(half, "state.bin.partial"), "x");
+    await expect(readCheckpoint(half)).rejects.toThrow(/holds no finished checkpoint/);
+  });
+});
