@@ -1,5 +1,4 @@
 import { scenario } from "../src/scenario/types.ts";
-import { VmlabError } from "../src/errors.ts";
 
 /**
  * The only disk of a non-redundant machine is pulled while it runs (QMP

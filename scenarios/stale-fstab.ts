@@ -17,7 +17,7 @@ export default scenario({
   description: "fstab names /boot by a UUID nothing has: emergency mode; rescue fixes fstab, firmware boot, data intact",
   image: "debian12-bios",
   expect: {
-    failure: [{ says: "systemd waits for the /boot UUID nothing has and drops to emergency mode", boot: { outcome: "emergency-mode", evidence: "Timed out waiting for device|Dependency failed for|emergency" } }],
+    failure: [{ says: "systemd waits for the /boot UUID nothing has and drops to emergency mode", boot: { outcome: "emergency-mode", evidence: "Timed out waiting for device|Dependency failed for boot.mount" } }],
     final: { boot: "ssh", root: "/dev/sda2", fstype: "ext3", data: "intact" },
   },
   tags: ["fault", "stale-fstab", "rescue"],

@@ -1,29 +1,13 @@
 import { existsSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { UsageError } from "../errors.ts";
 import { projectRoot } from "../paths.ts";
+import { importDefault } from "../util/import.ts";
 import type { Scenario } from "./types.ts";
 import { expectationProblems } from "../verdict/expect.ts";
 
 export const scenariosDir = join(projectRoot, "scenarios");
-
-export async function importDefault<T>(file: string, what: string): Promise<T> {
-  let mod: { default?: T };
-  try {
-    mod = await import(pathToFileURL(file).href);
-  } catch (err) {
-    const e = err as Error;
-    throw new UsageError(`${what} ${file} failed to load: ${e.message}`, {
-      where: file,
-      output: e.stack?.split("\n").slice(0, 8).join("\n"),
-      hint: "fix the error in the file; nothing was started",
-    });
-  }
-  if (!mod.default) throw new UsageError(`${what} ${file} has no default export`, { hint: what.startsWith("image") ? "export default recipe({...}); shared settings belong under src/" : "export default scenario({...})" });
-  return mod.default;
-}
 
 export async function scenarioNames(): Promise<string[]> {
   const files = await readdir(scenariosDir);

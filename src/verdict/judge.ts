@@ -5,7 +5,6 @@
  * into report.json, so any report can be judged again, and the unit tests
  * judge real recorded reports.
  */
-import type { DataCheck } from "../scenario/dataset.ts";
 import { describeExpectation, type BootExpectation, type Expectation, type FailureAlternative, type FactExpectation, type FinalExpectation } from "./expect.ts";
 
 /** How the lab knows a boot is a new one, not a login to the system that was there before. */
@@ -257,9 +256,4 @@ export function judge(expect: Expectation | undefined, o: Observations): Verdict
     } else reasons.push(`the machine came back: ${observed.find((l) => l.startsWith("final:"))?.slice(7) ?? ""}`);
   }
   return { verdict: failed ? "fail" : "pass", expected, observed, reasons };
-}
-
-/** The final observation's data part from a data check. */
-export function dataObservation(c: DataCheck, summary: string): FinalObservation["data"] {
-  return { intact: c.intact, summary };
 }

@@ -43,8 +43,6 @@ export interface Checkpoint {
   pausedMs: number;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /**
  * Take a checkpoint of a running machine into `dir` (created; must not hold
  * one already). The machine is paused for the length of the state write and
@@ -73,13 +71,7 @@ export async function takeCheckpoint(vm: Machine, dir: string, label?: string): 
       d.path = next;
     }
     const partial = join(dir, "state.bin.partial");
-    await vm.qmpExecute("migrate", { uri: `exec:cat > '${partial.replace(/'/g, `'\\''`)}'` });
-    for (;;) {
-      const m = await vm.qmpExecute<{ status?: string; "error-desc"?: string }>("query-migrate");
-      if (m.status === "completed") break;
-      if (m.status === "failed" || m.status === "cancelled") throw new VmlabError(`saving the state of ${vm.opts.name} failed: ${m["error-desc"] ?? m.status}`, { where: partial });
-      await sleep(50);
-    }
+    await vm.writeState(partial);
     await rename(partial, join(dir, "state.bin"));
   } finally {
     // The machine goes on whatever happened to the checkpoint.

@@ -401,16 +401,21 @@ export class Machine {
    */
   async saveState(file: string): Promise<void> {
     await this.qmpExecute("stop");
+    await this.writeState(file);
+    await this.powerCut();
+  }
+
+  /** Write the paused guest's running state to a file (QMP migrate) and wait until it is complete. */
+  async writeState(file: string): Promise<void> {
     await this.qmpExecute("migrate", { uri: `exec:cat > '${file.replace(/'/g, `'\\''`)}'` });
     for (;;) {
       const m = await this.qmpExecute<{ status?: string; "error-desc"?: string }>("query-migrate");
-      if (m.status === "completed") break;
+      if (m.status === "completed") return;
       if (m.status === "failed" || m.status === "cancelled") {
         throw new VmlabError(`saving the state of ${this.opts.name} failed: ${m["error-desc"] ?? m.status}`, { where: file });
       }
-      await sleep(100);
+      await sleep(50);
     }
-    await this.powerCut();
   }
 
   /**
