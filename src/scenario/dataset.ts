@@ -60,6 +60,8 @@ export function compareManifests(before: Manifest, after: Manifest): DataCheck {
 
 export class DataSet {
   manifest: Manifest | null = null;
+  /** The last check, and the machine's action count right after it. */
+  private last?: { vm: Machine; actions: number; check: DataCheck };
 
   /** Write the data set on the guest and record its checksums on the host. */
   async seed(vm: Machine): Promise<Manifest> {
@@ -77,7 +79,14 @@ export class DataSet {
   async check(vm: Machine): Promise<DataCheck> {
     if (!this.manifest) throw new VmlabError("the data set was never seeded", { hint: "call data.seed(vm) before the procedure" });
     const r = await vm.run(MANIFEST, { timeoutMs: 10 * 60_000 });
-    return compareManifests(this.manifest, parseManifest(r.stdout));
+    const check = compareManifests(this.manifest, parseManifest(r.stdout));
+    this.last = { vm, actions: vm.actions, check };
+    return check;
+  }
+
+  /** The last check of this machine, if the lab has done nothing to it since (no command, no typing, no start). */
+  current(vm: Machine): DataCheck | undefined {
+    return this.last && this.last.vm === vm && this.last.actions === vm.actions ? this.last.check : undefined;
   }
 
   /** Throw with the differences unless the data set is intact. */

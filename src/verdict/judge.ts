@@ -50,7 +50,7 @@ export interface FinalObservation {
   running: boolean;
   lastBoot?: { via: string; reason: string; outcome: string; detail?: string; newBootProven: boolean };
   root?: { device: string; fstype: string };
-  data?: { intact: boolean; summary: string };
+  data?: { intact: boolean; summary: string; reused?: boolean };
   /** Why the final state could not be looked at. */
   unobserved?: string;
 }

@@ -133,6 +133,12 @@ export class Machine {
   private readonly hotNodes = new Map<string, string>();
   /** True only while resume() starts QEMU: any later start (after a power cut) boots from the disks. */
   private resuming = false;
+  /**
+   * How many things the lab has done to the guest: commands over SSH, text
+   * typed on the console, QEMU starts. Equal counts mean nothing was done in
+   * between (a check taken then still holds).
+   */
+  actions = 0;
   /** The guest kernel's boot_id as last read over SSH: a new boot must show another one. */
   bootId?: string;
 
@@ -221,6 +227,7 @@ export class Machine {
 
   /** Start QEMU. Does not wait for the guest; see waitForBoot. */
   async start(): Promise<void> {
+    this.actions++;
     if (!this.exited) throw new VmlabError(`machine ${this.opts.name} is already running`);
     const qemu = this.opts.qemuBinary ?? process.env.VMLAB_QEMU ?? "qemu-system-x86_64";
     for (let attempt = 1; ; attempt++) {
@@ -425,6 +432,7 @@ export class Machine {
    * cache and can take longer than one connect timeout to answer.
    */
   async run(command: string, opts: { timeoutMs?: number; input?: string } = {}): Promise<SshResult> {
+    this.actions++;
     if (this.exited) throw new VmlabError(`cannot run \`${command}\`: machine ${this.opts.name} is not running`, { output: this.exitInfo });
     for (let attempt = 1; ; attempt++) {
       const r = await sshRun(this.ssh, command, { timeoutMs: opts.timeoutMs ?? 30 * 60_000, input: opts.input, connectTimeoutS: 30 });
@@ -626,6 +634,7 @@ export class Machine {
    * closed right after a write loses characters on a busy host.
    */
   async type(text: string): Promise<void> {
+    this.actions++;
     const sock = await this.serialConnection();
     await new Promise<void>((resolve, reject) => sock.write(text, (err) => (err ? reject(err) : resolve())));
   }

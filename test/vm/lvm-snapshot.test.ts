@@ -39,6 +39,9 @@ function report(name: string): ScenarioReport {
   // Warm start, classified like every boot; the data set seeded on the machine is intact.
   expect(r!.boots.map((b) => [b.via, b.outcome])).toEqual([["saved-state", "ssh"]]);
   expect(r!.facts.data).toMatchObject({ intact: true });
+  // The runner's own final check: the scenario cleaned up after its data check, so the check was made again, not reused.
+  expect(r!.final?.data).toMatchObject({ intact: true });
+  expect(r!.final?.data?.reused).toBeUndefined();
   return r!;
 }
 
