@@ -26,5 +26,7 @@ export default recipe({
   maskUnits: DEBIAN12_MASKED_UNITS,
   initramfs: DEBIAN12_INITRAMFS,
   blacklistModules: DEBIAN12_BLACKLIST,
-  directBoot: { append: `root=LABEL=rescue-root ro ${DEBIAN12_KERNEL_CMDLINE}` },
+  // Booted directly only: no GRUB and no provisioning boot; the initramfs is
+  // the one the kernel package made in the tree (MODULES=most finds any disk).
+  directBoot: { append: `root=LABEL=rescue-root ro ${DEBIAN12_KERNEL_CMDLINE}`, only: true },
 });

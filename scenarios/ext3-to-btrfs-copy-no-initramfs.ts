@@ -23,6 +23,8 @@ export default scenario({
   },
   tags: ["btrfs", "lvm", "pivot", "twin"],
   kind: "twin",
+  // Run with ext3-to-btrfs-copy, it forks from ext3-to-btrfs-copy's checkpoint before this step instead of repeating the prefix.
+  variantOf: { scenario: "ext3-to-btrfs-copy", fromStep: "rebuild the initramfs with btrfs" },
   runbook: "root-fs-replacement-over-ssh.ru.txt",
   async run(ctx) {
     const { vm, step, record, log } = ctx;

@@ -27,6 +27,8 @@ export default scenario({
   },
   tags: ["lvm", "pivot", "twin", "slow"],
   kind: "twin",
+  // Run with root-to-lvm, it forks from root-to-lvm's checkpoint before this step instead of repeating the prefix.
+  variantOf: { scenario: "root-to-lvm", fromStep: "relabel the old root (new LABEL and UUID)" },
   runbook: "root-fs-replacement-over-ssh.ru.txt",
   async run(ctx) {
     const { vm, step, record, log } = ctx;

@@ -23,6 +23,8 @@ export default scenario({
   },
   tags: ["raid", "pivot", "twin", "slow"],
   kind: "twin",
+  // Run with root-to-mdraid1, it forks from root-to-mdraid1's checkpoint before this step instead of repeating the prefix.
+  variantOf: { scenario: "root-to-mdraid1", fromStep: "install GRUB on /dev/sda and /dev/sdb, update-grub" },
   runbook: "raid1-migration-howto.txt",
   hardware: { extraDisks: ["8G"] },
   async run(ctx) {

@@ -29,6 +29,8 @@ export default scenario({
   },
   tags: ["shrink", "pivot", "twin"],
   kind: "twin",
+  // Run with shrink-root, it forks from shrink-root's checkpoint before this step instead of repeating the prefix.
+  variantOf: { scenario: "shrink-root", fromStep: "e2fsck -f, then resize2fs /dev/sda2 to 1200 MiB" },
   runbook: "root-fs-replacement-over-ssh.ru.txt",
   async run(ctx) {
     const { vm, step, record, log } = ctx;

@@ -11,13 +11,25 @@ import { mergeReports, summaryText } from "../../src/suite/merge.ts";
 import { out } from "../output.ts";
 
 export async function cmdImageBuild(names: string[], o: { rebuild?: boolean }): Promise<number> {
-  for (const n of names.length ? names : await recipeNames()) {
-    const recipe = await loadRecipe(n);
+  const all = names.length ? names : await recipeNames();
+  const recipes = await Promise.all(all.map((n) => loadRecipe(n)));
+  if (recipes.length === 1) {
+    const n = all[0]!;
     const spinner = ora({ text: `image ${n}`, isEnabled: Boolean(process.stderr.isTTY) && !process.env.CI }).start();
     const t = Date.now();
-    const img = await ensureImage(recipe, { rebuild: o.rebuild, progress: (m) => (spinner.text = `image ${n}: ${m}`) });
+    const img = await ensureImage(recipes[0]!, { rebuild: o.rebuild, progress: (m) => (spinner.text = `image ${n}: ${m}`) });
     spinner.succeed(`image ${n} ${img.hash} ready in ${((Date.now() - t) / 1000).toFixed(1)} s: ${img.disk}`);
+    return 0;
   }
+  // Several at once: they share one Debian tree (built once, the others wait
+  // for it) and their provisioning boots run side by side.
+  const t = Date.now();
+  await Promise.all(
+    recipes.map(async (r) => {
+      const img = await ensureImage(r, { rebuild: o.rebuild, progress: (m) => process.stderr.write(`image ${r.name}: ${m}\n`) });
+      out(`image ${r.name} ${img.hash} ready in ${((Date.now() - t) / 1000).toFixed(1)} s: ${img.disk}`);
+    }),
+  );
   return 0;
 }
 

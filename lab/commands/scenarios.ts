@@ -12,10 +12,11 @@ import { faultByName, FAULTS } from "../../src/faults/index.ts";
 import type { InjectSpec } from "../../src/faults/types.ts";
 import { reportHead } from "../../src/scenario/report.ts";
 import { loadScenario, scenarioNames } from "../../src/scenario/registry.ts";
-import { runScenario } from "../../src/scenario/runner.ts";
+import { runMany } from "../../src/suite/variants.ts";
 import type { RunEvent, Scenario, ScenarioReport, StepRecord } from "../../src/scenario/types.ts";
 import { defaultDurationsPath, durationMap, readDurations, recordDurations } from "../../src/suite/durations.ts";
 import { filterByTags, parseShard, shardOf, type ShardSpec } from "../../src/suite/select.ts";
+import { readPlan } from "../../src/suite/plans.ts";
 import { defaultBoundaries, parseBoundaries, planSteps, sweep, sweepTable } from "../../src/suite/sweep.ts";
 import { expectationTable, TABLE_BEGIN, TABLE_END } from "../../src/verdict/table.ts";
 import { DETACH_KEY } from "../../src/vm/console.ts";
@@ -244,20 +245,22 @@ export async function cmdRun(names: string[], o: RunOptions): Promise<number> {
   for (const image of new Set(scenarios.map((s) => s.image))) {
     await ensureImage(await loadRecipe(image), { progress: (m) => process.stderr.write(`image ${image}: ${m}\n`) });
   }
-  const reports: ScenarioReport[] = [];
-  const queue = [...scenarios];
   const onEvent = renderer(jobs > 1);
-  await Promise.all(
-    Array.from({ length: Math.min(jobs, queue.length) }, async () => {
-      for (let s = queue.shift(); s; s = queue.shift()) {
-        const r = await runScenario(s, { reportDir: o.reportDir, onEvent, keep, inject, accel });
-        summarize(r);
-        if (r.probe) for (const l of sweepTable({ scenario: s.name, fault: r.probe.fault as InjectSpec["fault"], rows: [{ ...r.probe, verdict: r.verdict, error: r.error?.message, report: "" }], wallMs: r.durationMs, dir: r.runDir })) out(l);
-        printKept(r);
-        reports.push(r);
-      }
-    }),
-  );
+  // A twin declared as a variant of a good path in this run forks from the good path's checkpoint.
+  const reports = await runMany(scenarios, {
+    jobs,
+    reportDir: o.reportDir,
+    onEvent,
+    keep,
+    inject,
+    accel,
+    onNote: (m) => process.stderr.write(`vmlab: ${m}\n`),
+    onReport: (r) => {
+      summarize(r);
+      if (r.probe) for (const l of sweepTable({ scenario: r.scenario, fault: r.probe.fault as InjectSpec["fault"], rows: [{ ...r.probe, verdict: r.verdict, error: r.error?.message, report: "" }], wallMs: r.durationMs, dir: r.runDir })) out(l);
+      printKept(r);
+    },
+  });
   // The durations balance later shards; failing to record them does not fail the run.
   const durationsPath = o.durations ?? defaultDurationsPath();
   await recordDurations(durationsPath, reports).catch((err) => process.stderr.write(`vmlab: could not record durations in ${durationsPath}: ${(err as Error).message}\n`));
@@ -276,18 +279,31 @@ export async function cmdSweep(name: string, o: SweepOptions): Promise<number> {
   if (o.fault === undefined) throw new UsageError("vmlab sweep needs --fault NAME", { hint: `the faults are: ${Object.keys(FAULTS).join(", ")}` });
   const fault = faultByName(o.fault);
   const s = await loadScenario(name);
-  const plan = await planSteps(s);
-  if (plan.steps.length === 0) throw new UsageError(`${s.name} has no steps a fault can go between`);
-  const boundaries =
-    o.at === undefined
-      ? defaultBoundaries(plan.steps)
-      : parseBoundaries(o.at, plan.steps.length, { complete: plan.complete, hint: `\`vmlab sweep ${s.name} --fault ${fault} --plan\` lists the steps` });
+  // The steps from a stand-in run; for a scenario that reads the machine between steps, from its last real run.
+  const standIn = await planSteps(s);
+  const recorded = standIn.complete ? undefined : await readPlan(s.name);
+  const fromRun = recorded && standIn.steps.every((n, i) => recorded.steps[i] === n) ? recorded : undefined;
+  const plan = fromRun ? { steps: fromRun.steps, complete: true } : standIn;
+  const planHint = `\`vmlab sweep ${s.name} --fault ${fault} --plan\` lists the steps`;
+  const boundaries: number[] | "default" =
+    o.at !== undefined
+      ? parseBoundaries(o.at, plan.steps.length, { complete: plan.complete, hint: planHint })
+      : plan.complete
+        ? defaultBoundaries(plan.steps)
+        : "default";
+  if (plan.complete && plan.steps.length === 0) throw new UsageError(`${s.name} has no steps a fault can go between`);
   const jobs = jobsOf(o.jobs);
   const when = during(o);
   if (o.plan) {
-    const on = new Set(boundaries);
+    if (plan.steps.length === 0) {
+      throw new UsageError(`${s.name} looks at the machine before its first step, so only a run can number its steps, and none is recorded on this machine`, {
+        hint: `\`vmlab run ${s.name}\` (or a sweep of it) records them; then --plan lists them`,
+      });
+    }
+    const on = new Set(boundaries === "default" ? [] : boundaries);
     plan.steps.forEach((n, i) => out(`${on.has(i + 1) ? "*" : " "} ${String(i + 1).padStart(2)}  ${n}`));
     out(`${on.has(plan.steps.length + 1) ? "*" : " "} ${String(plan.steps.length + 1).padStart(2)}  (after the last step)`);
+    if (fromRun) out(`(steps as the run of ${fromRun.recordedAt} took them: ${fromRun.runDir})`);
     if (!plan.complete) out("(the list may go on: the scenario looks at the machine between steps, so its later steps show only in a run)");
     out(`* = swept by default with --fault ${fault}`);
     return 0;
@@ -297,7 +313,9 @@ export async function cmdSweep(name: string, o: SweepOptions): Promise<number> {
   const accel = await chooseAccel();
   await ensureImage(await loadRecipe(s.image), { progress: (m) => process.stderr.write(`image ${s.image}: ${m}\n`) });
   if (o.rescue) await ensureImage(await loadRecipe("rescue"), { progress: (m) => process.stderr.write(`image rescue: ${m}\n`) });
-  process.stderr.write(`sweep ${s.name} --fault ${fault}: ${boundaries.length} runs (steps ${boundaries.join(", ")}), ${jobs} at a time\n`);
+  process.stderr.write(
+    `sweep ${s.name} --fault ${fault}: ${boundaries === "default" ? "a row before each step up to the first reboot" : `${boundaries.length} rows (steps ${boundaries.join(", ")})`}, forked from one run of the procedure; ${jobs} runs at a time\n`,
+  );
   const result = await sweep(s, {
     fault,
     boundaries,

@@ -1,19 +1,21 @@
 import { createHash } from "node:crypto";
-import { existsSync, statSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { HostError, UsageError, VmlabError } from "../errors.ts";
 import { cacheDir } from "../paths.ts";
-import { run } from "../util/proc.ts";
+import { withDirLock } from "../util/lock.ts";
 import { convertImage } from "../disk/qemu-img.ts";
 import { chooseAccel } from "../host/kvm.ts";
 import { Machine } from "../vm/machine.ts";
-import { CONSOLE_ROOT_PASSWORD, labKey } from "./keys.ts";
-import { planPartitions, sfdiskScript, SECTOR, type PlannedPartition } from "./layout.ts";
+import { labKey } from "./keys.ts";
+import type { PlannedPartition } from "./layout.ts";
 import { guestDevice, recipeDisks, type ImageRecipe } from "./recipe.ts";
+import { assembleDisks, customizeTree, grubDefaults, planDisks, provisionScript, shapingSource } from "./customize.ts";
+import { copyTree, ensureTree, treeHash } from "./tree.ts";
 
 /** Bump when the build procedure changes in a way that changes the image. */
-const BUILD_VERSION = 1;
+const BUILD_VERSION = 2;
 
 export interface BuiltImage {
   name: string;
@@ -33,6 +35,10 @@ export interface ImageMeta {
   builtAt: string;
   buildMs: number;
   kernel: string;
+  /** The shared Debian tree it was copied from (src/image/tree.ts). */
+  tree?: { hash: string; builtNow: boolean };
+  /** False for an image booted only directly: no GRUB, no provisioning boot. */
+  provisioned?: boolean;
   /** The first disk's partitions. */
   partitions: MetaPartition[];
   /** Every disk of an image with more than one: file name in the image directory, size, label, partitions. */
@@ -62,11 +68,27 @@ export function imagesDir(): string {
   return join(cacheDir(), "images");
 }
 
-/** The cache key: the recipe, the build procedure and the lab key that goes into the image. */
+/**
+ * The cache key: the recipe, the tree it starts from, the lab key that goes
+ * into the image, and everything that shapes it on top of the tree: the
+ * source of src/image/customize.ts and layout.ts, the provisioning script
+ * and GRUB's defaults as they come out for this recipe.
+ */
 export function recipeHash(recipe: ImageRecipe, publicKey: string): string {
   const h = createHash("sha256");
-  h.update(JSON.stringify({ BUILD_VERSION, recipe, publicKey, provision: provisionScript(recipe), grub: grubDefaults(recipe) }));
+  h.update(
+    JSON.stringify({ BUILD_VERSION, recipe, publicKey, tree: treeHash(recipe), provision: provisionScript(recipe), grub: grubDefaults(recipe), shaping: shapingSource() }),
+  );
   return h.digest("hex").slice(0, 16);
+}
+
+function allLvm(recipe: ImageRecipe): boolean {
+  return planDisks(recipe).allParts.some((p) => p.lvm);
+}
+
+/** An image that is only ever booted by direct kernel boot needs no bootloader and no provisioning boot. */
+export function needsProvisioning(recipe: ImageRecipe): boolean {
+  return !recipe.directBoot?.only;
 }
 
 export async function findBuilt(recipe: ImageRecipe): Promise<BuiltImage | null> {
@@ -88,131 +110,28 @@ export async function ensureImage(recipe: ImageRecipe, opts: { progress?: Progre
   }
   // One build per recipe at a time: a second caller waits, then takes the first one's image.
   const { publicKey } = await labKey();
-  const lock = join(imagesDir(), `.lock-${recipe.name}-${recipeHash(recipe, publicKey)}`);
-  await mkdir(imagesDir(), { recursive: true });
-  let waited = false;
-  for (;;) {
-    try {
-      await mkdir(lock);
-      break;
-    } catch {
-      // A lock older than an hour belongs to a build that died.
-      const held = statSync(lock, { throwIfNoEntry: false });
-      if (held && Date.now() - held.mtimeMs > 60 * 60_000) await rm(lock, { recursive: true, force: true });
-      if (!waited) opts.progress?.(`waiting for another build of ${recipe.name} to finish`);
-      waited = true;
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  }
-  try {
-    if (waited && !opts.rebuild) {
-      const found = await findBuilt(recipe);
-      if (found) return found;
-    }
-    return await buildImage(recipe, opts.progress ?? (() => undefined));
-  } finally {
-    await rm(lock, { recursive: true, force: true });
-  }
-}
-
-/** The script that runs as init in the provisioning boot: LVM, GRUB, power off. */
-export function provisionScript(recipe: ImageRecipe): string {
-  const lvm = recipeDisks(recipe)
-    .flatMap((d, di) =>
-      planPartitions(d)
-        .partitions.filter((p) => p.lvm)
-        .map((p) => `pvcreate -ff -y ${guestDevice(di, p.index)}\nvgcreate ${p.lvm!.vg} ${guestDevice(di, p.index)}`),
-    )
-    .join("\n");
-  return `#!/bin/sh
-# vmlab provisioning: runs once as init in a direct kernel boot of the new image.
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-# No udev runs here: tell LVM not to wait for it.
-export DM_DISABLE_UDEV=1
-# Run from a copy in /run so the image keeps no trace of provisioning and
-# nothing holds a file open on / when it is remounted read-only at the end.
-if [ "$0" != /run/vmlab-provision ]; then
-  mount -t tmpfs tmpfs /run 2>/dev/null || true
-  cp "$0" /run/vmlab-provision
-  exec /bin/sh /run/vmlab-provision
-fi
-finish() {
-  set +e
-  sync
-  umount /boot 2>/dev/null
-  mount -o remount,ro / 2>/dev/null
-  echo "$1"
-  echo o > /proc/sysrq-trigger
-  sleep 30
-}
-trap 'finish VMLAB-PROVISION-FAILED' EXIT
-set -ex
-mount -t proc proc /proc || true
-mount -t sysfs sysfs /sys || true
-mount -t devtmpfs devtmpfs /dev || true
-mount -o remount,rw /
-mount /boot
-${lvm}
-# The initramfs is built here, on the guest's own hardware: MODULES=dep
-# needs to see the real root device, which a build chroot cannot.
-update-initramfs -u -k all
-grub-install --target=i386-pc /dev/sda
-update-grub
-rm -f /usr/local/sbin/vmlab-provision
-trap - EXIT
-finish VMLAB-PROVISION-OK
-`;
-}
-
-function grubDefaults(recipe: ImageRecipe): string {
-  return `# Written by vmlab: GRUB and the kernel talk on the serial console.
-GRUB_DEFAULT=0
-GRUB_TIMEOUT=0
-GRUB_TIMEOUT_STYLE=hidden
-GRUB_DISTRIBUTOR=\`lsb_release -i -s 2> /dev/null || echo Debian\`
-GRUB_CMDLINE_LINUX_DEFAULT=""
-GRUB_CMDLINE_LINUX="${recipe.kernelCmdline}"
-GRUB_TERMINAL="serial console"
-GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
-GRUB_DISABLE_OS_PROBER=true
-GRUB_DISABLE_RECOVERY=true
-`;
-}
-
-async function customizeTree(tree: string, recipe: ImageRecipe, publicKey: string, parts: PlannedPartition[]): Promise<void> {
-  const fstab = ["# Written by vmlab. <file system> <mount point> <type> <options> <dump> <pass>"];
-  for (const p of parts) {
-    if (!p.fs) continue;
-    const root = p.fs.mount === "/";
-    fstab.push(`LABEL=${p.fs.label}\t${p.fs.mount}\t${p.fs.type}\t${root ? "errors=remount-ro" : "defaults"}\t0\t${root ? 1 : 2}`);
-  }
-  // A swap area that is gone costs 20 s of boot instead of systemd's default 90 s.
-  for (const p of parts) if (p.swap) fstab.push(`LABEL=${p.swap.label}\tnone\tswap\tsw,x-systemd.device-timeout=20s\t0\t0`);
-  await writeFile(join(tree, "etc/fstab"), fstab.join("\n") + "\n");
-  await writeFile(join(tree, "etc/hostname"), `${recipe.hostname}\n`);
-  await writeFile(join(tree, "etc/hosts"), `127.0.0.1\tlocalhost\n127.0.1.1\t${recipe.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`);
-  await mkdir(join(tree, "root/.ssh"), { recursive: true, mode: 0o700 });
-  await writeFile(join(tree, "root/.ssh/authorized_keys"), `${publicKey}\n`, { mode: 0o600 });
-  await writeFile(join(tree, "etc/default/grub"), grubDefaults(recipe));
-  await mkdir(join(tree, "etc/systemd/network"), { recursive: true });
-  await writeFile(join(tree, "etc/systemd/network/10-lab.network"), "[Match]\nName=eth0 en*\n\n[Network]\nDHCP=ipv4\n");
-  await writeFile(join(tree, "etc/ssh/sshd_config.d/vmlab.conf"), "PermitRootLogin prohibit-password\nUseDNS no\n");
-  await writeFile(join(tree, "usr/local/sbin/vmlab-provision"), provisionScript(recipe), { mode: 0o755 });
-  for (const [k, v] of Object.entries(recipe.initramfs)) {
-    await run("sed", ["-i", `s/^${k}=.*/${k}=${v}/`, join(tree, "etc/initramfs-tools/initramfs.conf")]);
-  }
-  if (recipe.blacklistModules.length) {
-    await writeFile(join(tree, "etc/modprobe.d/vmlab.conf"), recipe.blacklistModules.map((m) => `blacklist ${m}\n`).join(""));
-  }
-  await run("chroot", [tree, "sh", "-c", `echo 'root:${CONSOLE_ROOT_PASSWORD}' | chpasswd`]);
-  await run("systemctl", ["--root", tree, "enable", "systemd-networkd.service"]);
-  if (recipe.maskUnits.length) await run("systemctl", ["--root", tree, "mask", ...recipe.maskUnits]);
+  return withDirLock(
+    join(imagesDir(), `.lock-${recipe.name}-${recipeHash(recipe, publicKey)}`),
+    async (waited) => {
+      if (waited && !opts.rebuild) {
+        const found = await findBuilt(recipe);
+        if (found) return found;
+      }
+      return buildImage(recipe, opts.progress ?? (() => undefined));
+    },
+    { onWait: () => opts.progress?.(`waiting for another build of ${recipe.name} to finish`) },
+  );
 }
 
 async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<BuiltImage> {
   if (process.getuid?.() !== 0) {
     throw new HostError(`building image ${recipe.name} needs root`, {
       hint: "run `sudo npx vmlab image build " + recipe.name + "` once; runs afterwards need no root",
+    });
+  }
+  if (!needsProvisioning(recipe) && allLvm(recipe)) {
+    throw new UsageError(`image ${recipe.name} is booted directly only but asks for LVM volumes`, {
+      hint: "only a provisioning boot creates LVM physical volumes; drop directBoot.only or the lvm partitions",
     });
   }
   const started = Date.now();
@@ -231,54 +150,20 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
   const tree = join(work, "tree");
-  // Every disk's partitions, each tagged with its disk (0 = sda) and a key for work files.
-  const planned = recipeDisks(recipe).map((spec, di) => ({ spec, di, ...planPartitions(spec) }));
-  const allParts = planned.flatMap((d) => d.partitions.map((p) => ({ ...p, di: d.di, key: `${d.di}-${p.index}` })));
+  const { planned, allParts } = planDisks(recipe);
   const diskFiles = imageDiskFiles(recipe);
   const raws = planned.map((d) => join(work, diskFiles[d.di]!.replace(/\.qcow2$/, ".raw")));
   try {
-    await timed("mmdebstrap", () =>
-      run("mmdebstrap", ["--mode=root", "--variant=minbase", `--include=${recipe.packages.join(",")}`, recipe.suite, tree], {
-        hint: "mmdebstrap uses the host's apt sources; check `apt-get update` works",
-      }),
-    );
+    const shared = await timed("debian tree (mmdebstrap, shared)", () => ensureTree(recipe, progress));
+    await timed("copy tree", () => copyTree(shared.dir, tree));
     await timed("customize", () => customizeTree(tree, recipe, publicKey, allParts));
     const kernels = (await readdir(join(tree, "boot"))).filter((f) => f.startsWith("vmlinuz-"));
     if (kernels.length !== 1) throw new VmlabError(`expected one kernel in the image, found ${kernels.length}`, { where: join(tree, "boot") });
     const kver = kernels[0]!.slice("vmlinuz-".length);
-    await timed("assemble disk", async () => {
-      for (const d of planned) {
-        await run("truncate", ["-s", String(d.diskBytes), raws[d.di]!]);
-        if (d.spec.label === "msdos") await run("sfdisk", ["--quiet", raws[d.di]!], { input: sfdiskScript(d.partitions) });
-      }
-      // Filesystems from the tree, deepest mount point first, each emptied out of its parent.
-      const fsParts = allParts.filter((p) => p.fs).sort((a, b) => b.fs!.mount.length - a.fs!.mount.length);
-      for (const p of fsParts) {
-        const src = join(work, `fs-${p.key}`);
-        if (p.fs!.mount === "/") {
-          await rename(tree, src);
-        } else {
-          await rename(join(tree, p.fs!.mount), src);
-          await mkdir(join(tree, p.fs!.mount));
-          // Keep the kernel and initrd reachable for the provisioning boot.
-        }
-        const img = join(work, `part-${p.key}.img`);
-        await run("truncate", ["-s", String(p.sizeSectors * SECTOR), img]);
-        await run("mke2fs", ["-q", "-F", "-t", p.fs!.type, "-L", p.fs!.label, "-d", src, img]);
-        await run("dd", [`if=${img}`, `of=${raws[p.di]!}`, "bs=1M", `seek=${(p.startSector * SECTOR) / (1 << 20)}`, "conv=notrunc,sparse", "status=none"]);
-        await rm(img);
-      }
-      for (const p of allParts.filter((x) => x.swap)) {
-        const img = join(work, `part-${p.key}.img`);
-        await run("truncate", ["-s", String(p.sizeSectors * SECTOR), img]);
-        await run("mkswap", ["-L", p.swap!.label, img]);
-        await run("dd", [`if=${img}`, `of=${raws[p.di]!}`, "bs=1M", `seek=${(p.startSector * SECTOR) / (1 << 20)}`, "conv=notrunc,sparse", "status=none"]);
-        await rm(img);
-      }
-    });
+    await timed("assemble disk", () => assembleDisks(work, tree, planned, allParts, raws));
     const bootSrc = join(work, `fs-${allParts.find((p) => p.fs?.mount === "/boot")!.key}`);
     const rootPart = allParts.find((p) => p.fs?.mount === "/")!;
-    await timed("provision boot (GRUB, LVM)", async () => {
+    if (needsProvisioning(recipe)) await timed("provision boot (GRUB, LVM, initramfs)", async () => {
       const accel = await chooseAccel();
       const m = new Machine({
         name: "provision",
@@ -345,6 +230,8 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
       builtAt: new Date().toISOString(),
       buildMs: Date.now() - started,
       kernel: kver,
+      tree: { hash: shared.hash, builtNow: shared.built },
+      provisioned: needsProvisioning(recipe),
       partitions: metaParts(planned[0]!.partitions),
       ...(planned.length > 1
         ? { disks: planned.map((d) => ({ file: diskFiles[d.di]!, sizeBytes: d.diskBytes, label: d.spec.label, partitions: metaParts(d.partitions) })) }

@@ -29,7 +29,13 @@ export const DEBIAN12_PACKAGES = [
   "lz4",
 ];
 
-export const DEBIAN12_KERNEL_CMDLINE = "console=ttyS0,115200 net.ifnames=0";
+// norandmaps: no address-space randomisation in lab guests. Under TCG, QEMU
+// keys its translated code by virtual address, so a libc mapped somewhere new
+// in every process is translated anew at every exec. Measured on a 2-core TCG
+// host: 100 execs of /bin/true 5.5 s -> 1.6 s, `update-initramfs -u` 128 s ->
+// 55 s, direct boot to sshd 31 s -> 21 s. No rehearsed procedure depends on
+// where a process's libraries are mapped.
+export const DEBIAN12_KERNEL_CMDLINE = "console=ttyS0,115200 net.ifnames=0 norandmaps";
 
 export const DEBIAN12_MASKED_UNITS = [
   "apt-daily.timer",

@@ -55,7 +55,15 @@ export interface ImageRecipe {
    * initrd.img), for machines that boot it by direct kernel boot: the rescue
    * system boots this way with another machine's disks attached.
    */
-  directBoot?: { append: string };
+  directBoot?: {
+    append: string;
+    /**
+     * Never booted through firmware: the image gets no bootloader and no
+     * provisioning boot, and keeps the initramfs its kernel package made.
+     * It cannot hold LVM volumes, which only a provisioning boot creates.
+     */
+    only?: boolean;
+  };
 }
 
 export function recipe(r: ImageRecipe): ImageRecipe {

@@ -42,6 +42,14 @@ export function validateScenario(s: Scenario, where: string): Scenario {
     if (typeof s.run !== "function") problems.push("run must be a function");
     if (s.kind !== undefined && s.kind !== "rehearsal" && s.kind !== "twin") problems.push(`kind must be "rehearsal" or "twin", not ${JSON.stringify(s.kind)}`);
     problems.push(...expectationProblems(s.kind ?? "rehearsal", s.expect));
+    if (s.variantOf !== undefined) {
+      const v = s.variantOf as Partial<NonNullable<Scenario["variantOf"]>>;
+      if (s.kind !== "twin") problems.push("variantOf is for a twin: a variant of its good path");
+      if (typeof v?.scenario !== "string" || !v.scenario) problems.push("variantOf.scenario must name the good path");
+      else if (v.scenario === s.name) problems.push("variantOf.scenario names the twin itself");
+      if (typeof v?.fromStep !== "string" || !v.fromStep) problems.push("variantOf.fromStep must name the good path's first step the twin does not share");
+      if (s.fault) problems.push("a variant cannot also declare a fault");
+    }
   }
   if (problems.length) throw new UsageError(`invalid scenario in ${where}`, { output: problems.join("\n"), hint: "see scenarios/root-to-lvm.ts (a rehearsal) and scenarios/missing-initrd.ts (a twin) for complete examples" });
   return s;

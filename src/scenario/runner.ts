@@ -7,6 +7,11 @@ import { chooseAccel, type AccelChoice } from "../host/kvm.ts";
 import { defaultReportsDir } from "../paths.ts";
 import { keepMachine } from "../vm/kept.ts";
 import { Machine, type MachineOptions } from "../vm/machine.ts";
+import { fork, takeCheckpoint } from "../vm/checkpoint.ts";
+import { labKey } from "../image/keys.ts";
+import type { BuiltImage } from "../image/build.ts";
+import { recordPlan } from "../suite/plans.ts";
+import { CallLog, recording, replaying, type ForkSource, type ReplayState } from "./share.ts";
 import type { FaultRecord } from "../faults/index.ts";
 import { observeAfterFault } from "../faults/inject.ts";
 import { FaultInjector, FaultStop } from "../faults/during.ts";
@@ -37,6 +42,21 @@ export interface RunOptions {
    * forced one that does not work is bad input, with no run directory made.
    */
   accel?: AccelChoice;
+  /**
+   * Record this run's calls on its machine and checkpoint it before the
+   * top-level steps of the scenario that `before` picks (by name and 1-based
+   * number), for other runs to fork (src/scenario/share.ts). The checkpoints'
+   * files stay after the run; whoever asked removes them once its forks are
+   * done (`removeCheckpoint`).
+   */
+  share?: {
+    before(name: string, index: number): boolean;
+    onCheckpoint(src: ForkSource): void;
+    /** Called once at the end of the run: `missed` says why a wanted checkpoint was not taken. */
+    onEnd(missed?: string): void;
+  };
+  /** Start from another run's checkpoint instead of booting, replaying that run's prefix. */
+  forkFrom?: ForkSource;
 }
 
 function runId(name: string): string {
@@ -91,24 +111,62 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
   const spec: InjectSpec | undefined = opts.inject ?? s.fault?.inject;
   let data: DataSet | undefined;
 
+  let vm: Machine;
+  let replay: ReplayState | undefined;
+  let callLog: CallLog | undefined;
+  let shareMissed: string | undefined;
+  let backing = "";
+  /** Files of checkpoints taken for others: finish() leaves them for whoever forks them. */
+  const retained = new Set<string>();
+  const src = opts.forkFrom;
   try {
-    const prepared = await prepareMachine(s, { runDir, accel, step, log, onMachineEvent: onMachine("vm") });
-    const { image, vm, privateKey } = prepared;
-    report.image = { name: image.name, hash: image.hash };
-    machines.push(vm);
-    report.consoleLogs.push(vm.serialLog);
-    await startMachine(prepared, step, log);
-    report.machines.push({
-      name: vm.opts.name,
-      sshPort: vm.sshPort,
-      qmpSocket: vm.qmpSocket,
-      serialSocket: vm.serialSocket,
-      disks: vm.opts.disks.map((d) => d.path),
-      backing: prepared.backing,
-    });
+    const { privateKey } = await labKey();
+    let image: BuiltImage;
+    if (src) {
+      // The prefix was done in another run: resume its checkpoint and replay its calls.
+      image = src.image;
+      report.image = { name: image.name, hash: image.hash };
+      const forked = await step(`fork: ${src.from.scenario}'s checkpoint before step ${src.beforeStep.index}, ${src.beforeStep.name}`, () =>
+        fork(src.checkpoint, { name: "vm", runDir, accel, sshKey: privateKey, onEvent: onMachine("vm") }),
+      );
+      const live = forked.vm;
+      machines.push(live);
+      report.consoleLogs.push(live.serialLog);
+      backing = src.backing;
+      report.machines.push({ name: "vm", sshPort: live.sshPort, qmpSocket: live.qmpSocket, serialSocket: live.serialSocket, disks: live.opts.disks.map((d) => d.path), backing });
+      if (forked.boot.outcome !== "ssh") throw new VmlabError(`the fork of ${src.checkpoint.dir} did not answer SSH (${forked.boot.outcome})`, { hint: "the checkpoint may be damaged; run the scenario alone" });
+      // The shared history comes first: the recording run's boots before the checkpoint.
+      report.boots.unshift(...src.boots);
+      report.forkedFrom = { scenario: src.from.scenario, runDir: src.from.runDir, beforeStep: src.beforeStep, checkpoint: src.checkpoint.dir, pausedMs: src.checkpoint.pausedMs, replayedCalls: 0 };
+      const r = replaying(live, src.calls, `${s.name}, forked from ${src.from.scenario} before step ${src.beforeStep.index} (${src.beforeStep.name})`);
+      vm = r.vm;
+      replay = r.state;
+    } else {
+      const prepared = await prepareMachine(s, { runDir, accel, step, log, onMachineEvent: onMachine("vm") });
+      image = prepared.image;
+      backing = prepared.backing;
+      report.image = { name: image.name, hash: image.hash };
+      vm = prepared.vm;
+      machines.push(vm);
+      report.consoleLogs.push(vm.serialLog);
+      await startMachine(prepared, step, log);
+      report.machines.push({
+        name: vm.opts.name,
+        sshPort: vm.sshPort,
+        qmpSocket: vm.qmpSocket,
+        serialSocket: vm.serialSocket,
+        disks: vm.opts.disks.map((d) => d.path),
+        backing: prepared.backing,
+      });
+      if (opts.share) {
+        callLog = new CallLog();
+        vm = recording(vm, callLog);
+      }
+    }
     data = new DataSet();
     if (s.seedData !== false) await step("seed data set", async () => log(`${Object.keys(await data!.seed(vm)).length} entries`));
-    const rootBefore = spec ? (await vm.succeed("findmnt -no SOURCE /")).trim().replace(/\[.*\]$/, "") : "";
+    // Taken in every run, so that a run recorded for forks and the runs forked from it make the same calls.
+    const rootBefore = (await vm.succeed("findmnt -no SOURCE /")).trim().replace(/\[.*\]$/, "");
     const ctx: ScenarioContext = {
       vm,
       data,
@@ -132,8 +190,92 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
         return m;
       },
     };
-    if (!spec) await s.run(ctx);
-    else await runWithFault(s, ctx, spec, steps, rootBefore, report, !opts.inject);
+    const scenarioSteps: string[] = [];
+    if (opts.share) {
+      const share = opts.share;
+      const real = machines[0]!;
+      const checkpoint = async (name: string, index: number) => {
+        if (machines.length > 1) {
+          shareMissed ??= `no checkpoint before step ${index} (${name}): another machine was started before it`;
+          return;
+        }
+        try {
+          const cp = await takeCheckpoint(real, join(runDir, `checkpoint-${index}`), `before step ${index}: ${name}`);
+          for (const d of cp.disks) retained.add(d.path);
+          (report.checkpoints ??= []).push({ beforeStep: { name, index }, dir: cp.dir, pausedMs: cp.pausedMs });
+          log(`checkpoint before step ${index} (${name}) for forks: the guest paused ${cp.pausedMs} ms`);
+          share.onCheckpoint({
+            checkpoint: cp,
+            calls: callLog!.calls.slice(),
+            from: { scenario: s.name, runDir },
+            beforeStep: { name, index },
+            stepsBefore: scenarioSteps.slice(),
+            steps: report.steps.map((x) => ({ ...x })),
+            boots: report.boots.map((b) => ({ ...b })),
+            image,
+            backing,
+          });
+        } catch (err) {
+          shareMissed ??= `no checkpoint before step ${index} (${name}): ${(err as Error).message}`;
+        }
+      };
+      steps.beforeTopLevel = async (name) => {
+        scenarioSteps.push(name);
+        const index = scenarioSteps.length;
+        if (share.before(name, index)) await checkpoint(name, index);
+      };
+      try {
+        if (!spec) await s.run(ctx);
+        else await runWithFault(s, ctx, spec, steps, rootBefore, report, !opts.inject);
+        if (share.before("(end)", scenarioSteps.length + 1)) await checkpoint("(end)", scenarioSteps.length + 1);
+      } finally {
+        steps.beforeTopLevel = undefined;
+        callLog!.closed = true;
+      }
+    } else if (src && replay) {
+      // A forked run takes the recorded steps, replaying them, up to the one it was forked before.
+      const r = replay;
+      steps.beforeTopLevel = async (name) => {
+        scenarioSteps.push(name);
+        const index = scenarioSteps.length;
+        const where = `${s.name}, forked from ${src.from.scenario} before step ${src.beforeStep.index} (${src.beforeStep.name})`;
+        if (index < src.beforeStep.index) {
+          if (src.stepsBefore[index - 1] !== name) {
+            throw new VmlabError(`the forked run's step ${index} is "${name}", but the run it was forked from took "${src.stepsBefore[index - 1]}"`, {
+              where,
+              hint: "a variant must take the same steps as its good path before `variantOf.fromStep`",
+            });
+          }
+          return r.live === 0 ? { replayed: true } : undefined;
+        }
+        if (index === src.beforeStep.index && r.pending > 0) {
+          throw new VmlabError(`the forked run reached step ${index} (${name}) with ${r.pending} of the recorded run's calls not made`, {
+            where,
+            hint: "the variant did less than its good path before `variantOf.fromStep`",
+          });
+        }
+      };
+      try {
+        if (!spec) await s.run(ctx);
+        else await runWithFault(s, ctx, spec, steps, rootBefore, report, !opts.inject);
+      } finally {
+        steps.beforeTopLevel = undefined;
+        report.forkedFrom!.replayedCalls = r.replayed;
+      }
+      if (r.pending > 0) throw new VmlabError(`the forked run ended with ${r.pending} of the recorded run's calls not made`, { hint: "the variant did less than its good path before `variantOf.fromStep`" });
+    } else {
+      steps.beforeTopLevel = async (name) => {
+        scenarioSteps.push(name);
+      };
+      try {
+        if (!spec) await s.run(ctx);
+        else await runWithFault(s, ctx, spec, steps, rootBefore, report, !opts.inject);
+      } finally {
+        steps.beforeTopLevel = undefined;
+      }
+    }
+    // The steps as this run took them: `vmlab sweep --plan` numbers them from here.
+    if (!spec) await recordPlan({ scenario: s.name, steps: scenarioSteps, recordedAt: new Date().toISOString(), runDir }).catch(() => undefined);
     // The runner looks at the final state itself: the verdict must not depend on a scenario remembering to.
     report.final = await step("observe the final state", () => observeFinal(vm, data));
   } catch (err) {
@@ -155,8 +297,9 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     ? { verdict: report.error ? "fail" : "pass", expected: [`observe the machine after ${opts.inject.fault} at step ${opts.inject.at}`], observed: [], reasons: report.error ? [report.error.message] : ["the observation completed"] }
     : judge(s.expect, { ...report, kind: report.kind });
   report.verdict = report.judgement.verdict;
+  opts.share?.onEnd(shareMissed);
   try {
-    await finish(report, machines, runDir, opts.keep);
+    await finish(report, machines, runDir, opts.keep, retained);
   } finally {
     report.durationMs = Date.now() - started;
     await writeFile(join(runDir, "report.json"), JSON.stringify(report, null, 2) + "\n");
@@ -200,7 +343,7 @@ async function runWithFault(s: Scenario, ctx: ScenarioContext, spec: InjectSpec,
 }
 
 /** End or keep each machine, and remove the run's disks (a kept machine keeps its own). */
-async function finish(report: ScenarioReport, machines: Machine[], runDir: string, keepOpt: RunOptions["keep"]): Promise<void> {
+async function finish(report: ScenarioReport, machines: Machine[], runDir: string, keepOpt: RunOptions["keep"], retained: Set<string>): Promise<void> {
   const keep = keepOpt === "always" || (keepOpt === "on-failure" && report.verdict !== "pass");
   for (const m of machines) {
     if (keep && m.running) (report.kept ??= []).push(await keepMachine(m, report));
@@ -210,7 +353,7 @@ async function finish(report: ScenarioReport, machines: Machine[], runDir: strin
     }
   }
   // Overlays hold gigabytes after a migration; the report keeps logs, not disks.
-  const keptDisks = new Set(report.kept?.flatMap((k) => k.overlays));
+  const keptDisks = new Set([...(report.kept?.flatMap((k) => k.overlays) ?? []), ...retained]);
   for (const f of await readdir(runDir)) {
     if ((f.endsWith(".qcow2") || f.endsWith(".raw")) && !keptDisks.has(join(runDir, f))) await rm(join(runDir, f), { force: true });
   }

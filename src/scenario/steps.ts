@@ -34,6 +34,12 @@ export class StepRecorder {
   current?: StepRecord;
   /** Wraps top-level steps while set. */
   wrapper?: StepWrapper;
+  /**
+   * Called before each top-level step while set, before `wrapper`: a
+   * checkpoint is taken here, and a forked run checks where it stands. What it
+   * returns goes into the step's record.
+   */
+  beforeTopLevel?: (name: string) => Promise<Partial<StepRecord> | void>;
 
   constructor(
     private readonly scenario: string,
@@ -43,8 +49,9 @@ export class StepRecorder {
   ) {}
 
   step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const extra = this.beforeTopLevel && this.current === undefined ? await this.beforeTopLevel(name) : undefined;
     if (this.wrapper && this.current === undefined) fn = await this.wrapper(name, fn);
-    const rec: StepRecord = { name, status: "passed", durationMs: 0, startedAtMs: Date.now() - this.started, log: [] };
+    const rec: StepRecord = { name, status: "passed", durationMs: 0, startedAtMs: Date.now() - this.started, log: [], ...extra };
     const outer = this.current;
     this.current = rec;
     this.steps.push(rec);

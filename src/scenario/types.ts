@@ -63,6 +63,15 @@ export interface Scenario {
    */
   expect?: Expectation;
   /**
+   * A twin that is its good path except from one step on: `fromStep` is the
+   * name of the good path's first top-level step the twin does not share.
+   * When both run in one `vmlab run`, the good path is checkpointed before
+   * that step and the twin forks from it, replaying the shared prefix
+   * instead of doing it again (src/scenario/share.ts). Run alone, the twin
+   * does the whole procedure itself.
+   */
+  variantOf?: { scenario: string; fromStep: string };
+  /**
    * A scenario about a fault: the lab injects it at a step boundary (or
    * during a step), power-cycles the machine and observes it; `expect` judges
    * what was seen. `observe` may look further and record facts for it.
@@ -81,6 +90,8 @@ export interface StepRecord {
   durationMs: number;
   startedAtMs: number;
   error?: string;
+  /** Done in the run this one was forked from: its calls were answered from that run's recording (src/scenario/share.ts). */
+  replayed?: boolean;
   /** A step that failed on a guest command: the command, its exit code, and the last lines of its output. */
   failure?: { command?: string; exitCode?: number; stdout?: string; stderr?: string; note?: string };
   log: string[];
@@ -114,6 +125,13 @@ export interface ScenarioReport {
   faults?: FaultRecord[];
   /** For a run with a fault injected at a step boundary (`vmlab run --fault`, `vmlab sweep`): what became of the machine. */
   probe?: ProbeResult;
+  /**
+   * A run forked from another run's checkpoint: which run, before which of
+   * its steps, and how much of it was replayed rather than done again.
+   */
+  forkedFrom?: { scenario: string; runDir: string; beforeStep: { name: string; index: number }; checkpoint: string; pausedMs: number; replayedCalls: number };
+  /** Checkpoints this run took for others to fork (a twin, the rows of a sweep). */
+  checkpoints?: { beforeStep: { name: string; index: number }; dir: string; pausedMs: number }[];
   /** Machines left running after the run (`vmlab run --keep`), reached with `vmlab ssh|console|stop <id>`. */
   kept?: KeptVm[];
 }

@@ -11,6 +11,9 @@ import type { InjectSpec } from "../faults/types.ts";
 import { defaultReportsDir } from "../paths.ts";
 import { runScenario } from "../scenario/runner.ts";
 import { chooseAccel, type AccelChoice } from "../host/kvm.ts";
+import PQueue from "p-queue";
+import type { ForkSource } from "../scenario/share.ts";
+import { removeCheckpoint, type Checkpoint } from "../vm/checkpoint.ts";
 import type { ProbeResult, RunEvent, Scenario, ScenarioContext, ScenarioReport } from "../scenario/types.ts";
 
 class PlanEnd extends Error {}
@@ -49,13 +52,16 @@ export async function planSteps(s: Scenario): Promise<{ steps: string[]; complet
   }
 }
 
+/** A step that reboots or powers the machine: the procedure is over after it. */
+const REBOOT_STEP = /^(reboot|power|boot)\b/i;
+
 /**
  * The boundaries a sweep covers by default: before each step of the
  * procedure, up to and including the boundary before the first reboot (after
  * which the procedure is over and the scenario only verifies).
  */
 export function defaultBoundaries(steps: string[]): number[] {
-  const reboot = steps.findIndex((n) => /^(reboot|power|boot)\b/i.test(n));
+  const reboot = steps.findIndex((n) => REBOOT_STEP.test(n));
   const last = reboot >= 0 ? reboot + 1 : steps.length + 1;
   return Array.from({ length: last }, (_, i) => i + 1);
 }
@@ -86,7 +92,12 @@ export function parseBoundaries(spec: string, steps: number, o: { complete?: boo
 
 export interface SweepOptions {
   fault: FaultName;
-  boundaries: number[];
+  /**
+   * The boundaries to sweep, or "default": before each step up to and
+   * including the first reboot (see defaultBoundaries), decided while the
+   * recording run goes, for a scenario whose steps only a run can number.
+   */
+  boundaries: number[] | "default";
   afterMs?: number;
   /** Inject once step K has written this many bytes to disk (see InjectSpec). */
   afterWrittenBytes?: number;
@@ -104,12 +115,24 @@ export interface SweepOptions {
 export interface SweepResult {
   scenario: string;
   fault: FaultName;
-  rows: (ProbeResult & { verdict: "pass" | "fail"; error?: string; report: string })[];
+  /** `forked`: the row resumed the recording run's checkpoint before its step instead of doing the steps before it. */
+  rows: (ProbeResult & { verdict: "pass" | "fail"; error?: string; report: string; forked?: boolean })[];
+  /** The run that did the procedure once, without a fault, and was checkpointed for the rows. */
+  recording?: { report: string; verdict: "pass" | "fail"; steps: number };
   wallMs: number;
   dir: string;
 }
 
-/** Run the scenario once per boundary, `jobs` at a time, and write sweep.json and sweep.txt. */
+/**
+ * The sweep in O(N): one run does the procedure once, without a fault, and
+ * is checkpointed before each swept step; each row forks the checkpoint
+ * before its step (src/scenario/share.ts), injects the fault there,
+ * power-cycles and observes. Rows start as soon as their checkpoint exists,
+ * `jobs` runs at a time counting the recording run. A row whose checkpoint
+ * never came (the recording run failed before its step) runs the whole
+ * procedure itself. sweep.json and sweep.txt are written in the sweep's
+ * directory, the recording run's report beside the rows'.
+ */
 export async function sweep(s: Scenario, o: SweepOptions): Promise<SweepResult> {
   o = { ...o, accel: o.accel ?? (await chooseAccel()) };
   const started = Date.now();
@@ -117,21 +140,62 @@ export async function sweep(s: Scenario, o: SweepOptions): Promise<SweepResult> 
   const dir = join(o.reportDir ?? defaultReportsDir(), `sweep-${s.name}-${o.fault}-${t}`);
   await mkdir(dir, { recursive: true });
   const rows: SweepResult["rows"] = [];
-  const queue = [...o.boundaries];
-  await Promise.all(
-    Array.from({ length: Math.min(o.jobs, queue.length) }, async () => {
-      for (let at = queue.shift(); at !== undefined; at = queue.shift()) {
-        const spec: InjectSpec = { fault: o.fault, at, afterMs: o.afterMs, afterWrittenBytes: o.afterWrittenBytes, rescue: o.rescue, disk: o.disk, device: o.device };
-        const r = await runScenario(s, { reportDir: dir, onEvent: o.onEvent, inject: spec, accel: o.accel });
+  const queue = new PQueue({ concurrency: o.jobs });
+  const given = new Set<number>();
+  // With "default", every step up to and including the first that reboots or powers the machine.
+  let pastReboot = false;
+  const wanted = (name: string, index: number): boolean => {
+    if (o.boundaries !== "default") return o.boundaries.includes(index);
+    if (pastReboot) return false;
+    if (REBOOT_STEP.test(name)) pastReboot = true;
+    return true;
+  };
+  const pending: Promise<unknown>[] = [];
+  const checkpoints: Checkpoint[] = [];
+  const row = (at: number, forkFrom?: ForkSource) => {
+    given.add(at);
+    const spec: InjectSpec = { fault: o.fault, at, afterMs: o.afterMs, afterWrittenBytes: o.afterWrittenBytes, rescue: o.rescue, disk: o.disk, device: o.device };
+    const job = queue.add(
+      async () => {
+        const r = await runScenario(s, { reportDir: dir, onEvent: o.onEvent, inject: spec, accel: o.accel, forkFrom });
         const probe = r.probe ?? { fault: o.fault, at, before: "?", procedure: "completed" as const, boot: { outcome: "not reached" }, root: { which: "none" as const }, data: { state: "unknown" as const } };
-        const row = { ...probe, verdict: r.verdict, error: r.error?.message, report: join(r.runDir, "report.json") };
-        rows.push(row);
+        rows.push({ ...probe, verdict: r.verdict, error: r.error?.message, report: join(r.runDir, "report.json"), ...(r.forkedFrom ? { forked: true } : {}) });
         o.onRow?.(probe, r);
-      }
-    }),
-  );
+      },
+      { priority: 1 },
+    );
+    pending.push(job);
+  };
+  let recording: ScenarioReport | undefined;
+  await queue.add(async () => {
+    recording = await runScenario(s, {
+      reportDir: dir,
+      onEvent: o.onEvent,
+      accel: o.accel,
+      share: {
+        before: (name, index) => wanted(name, index) && !given.has(index),
+        onCheckpoint: (src) => {
+          checkpoints.push(src.checkpoint);
+          row(src.beforeStep.index, src);
+        },
+        onEnd: () => {
+          if (o.boundaries !== "default") for (const at of o.boundaries) if (!given.has(at)) row(at);
+        },
+      },
+    });
+  });
+  await queue.onIdle();
+  await Promise.all(pending);
+  for (const cp of checkpoints) await removeCheckpoint(cp);
   rows.sort((a, b) => a.at - b.at);
-  const result: SweepResult = { scenario: s.name, fault: o.fault, rows, wallMs: Date.now() - started, dir };
+  const result: SweepResult = {
+    scenario: s.name,
+    fault: o.fault,
+    rows,
+    wallMs: Date.now() - started,
+    dir,
+    ...(recording ? { recording: { report: join(recording.runDir, "report.json"), verdict: recording.verdict, steps: recording.steps.length } } : {}),
+  };
   await writeFile(join(dir, "sweep.json"), JSON.stringify(result, null, 2) + "\n");
   await writeFile(join(dir, "sweep.txt"), sweepTable(result).join("\n") + "\n");
   return result;

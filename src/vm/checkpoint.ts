@@ -97,6 +97,12 @@ export async function takeCheckpoint(vm: Machine, dir: string, label?: string): 
 }
 
 /** A checkpoint from its directory; one without `checkpoint.json` was never finished and is refused. */
+/** Remove a checkpoint: its state and its frozen disks (once no fork needs them). */
+export async function removeCheckpoint(cp: Checkpoint): Promise<void> {
+  await rm(cp.dir, { recursive: true, force: true });
+  for (const d of cp.disks) await rm(d.path, { force: true });
+}
+
 export async function readCheckpoint(dir: string): Promise<Checkpoint> {
   const file = join(dir, "checkpoint.json");
   if (!existsSync(file)) throw new VmlabError(`${dir} holds no finished checkpoint`, { hint: "a checkpoint interrupted while it was taken has no checkpoint.json; take it again" });
@@ -131,6 +137,6 @@ export async function fork(cp: Checkpoint, o: ForkOptions): Promise<{ vm: Machin
     disks.push({ path, format: "qcow2", id: d.id, scsiId: d.scsiId });
   }
   const vm = new Machine({ ...o, disks, incomingState: cp.state, memoryMiB: cp.memoryMiB, smp: cp.smp, network: cp.network });
-  const boot = await vm.resume();
+  const boot = await vm.resume({ reason: "fork" });
   return { vm, boot };
 }

@@ -365,7 +365,7 @@ export class Machine {
    * clock is set from the host's, since the guest wakes up believing it is
    * still the moment the state was saved.
    */
-  async resume(opts: { timeoutMs?: number } = {}): Promise<BootRecord> {
+  async resume(opts: { timeoutMs?: number; reason?: string } = {}): Promise<BootRecord> {
     if (!this.opts.incomingState) throw new VmlabError(`machine ${this.opts.name} has no saved state to resume`);
     const from = await this.logOffset();
     const started = Date.now();
@@ -399,7 +399,7 @@ export class Machine {
     if (answered) c.evidence = ["sshd answered after resuming the saved state"];
     else if (this.exited) c.evidence.push(`QEMU exited: ${this.exitInfo}`);
     c.reached = { firmware: false, grub: false, kernel: false, initramfs: false, userspace: answered };
-    return this.recordBoot("saved-state", "resume", c, started, from);
+    return this.recordBoot("saved-state", opts.reason ?? "resume", c, started, from);
   }
 
   /**

@@ -9,7 +9,10 @@ import bootdisk from "../../images/debian12-bootdisk.ts";
 import bios from "../../images/debian12-bios.ts";
 import { planPartitions } from "../../src/image/layout.ts";
 import { guestDevice, recipeDisks } from "../../src/image/recipe.ts";
-import { imageDiskFiles, provisionScript } from "../../src/image/build.ts";
+import rescue from "../../images/rescue.ts";
+import { imageDiskFiles, needsProvisioning, recipeHash } from "../../src/image/build.ts";
+import { grubDefaults, provisionScript, shapingSource } from "../../src/image/customize.ts";
+import { treeHash } from "../../src/image/tree.ts";
 import { diskIds, profileFor } from "../../src/vm/warm.ts";
 import { bootBackupSectors } from "../../src/disk/boot-backup.ts";
 import type { PartitionTable } from "../../src/disk/partitions.ts";
@@ -54,6 +57,25 @@ describe("multi-disk images", () => {
     expect(provisionScript(bootdisk)).toContain("grub-install --target=i386-pc /dev/sda\n");
     expect(provisionScript(bootdisk)).not.toMatch(/pvcreate/);
     expect(provisionScript(bios)).toContain("pvcreate -ff -y /dev/sda3\nvgcreate sys /dev/sda3\n");
+  });
+
+  it("the three recipes share one Debian tree; the rescue image, booted directly only, gets no provisioning boot", () => {
+    expect(new Set([bios, bootdisk, rescue].map(treeHash)).size).toBe(1);
+    // The package order does not matter, the set does.
+    expect(treeHash({ suite: "bookworm", packages: [...bios.packages].reverse() })).toBe(treeHash(bios));
+    expect(treeHash({ suite: "bookworm", packages: [...bios.packages, "vim"] })).not.toBe(treeHash(bios));
+    expect([bios, bootdisk, rescue].map(needsProvisioning)).toEqual([true, true, false]);
+  });
+
+  it("the image hash covers what shapes the image: the customisation's source, the kernel command line, the recipe", () => {
+    // The customisation and partition planning are hashed as source text, so an edit there builds again.
+    expect(shapingSource()).toContain("export async function customizeTree(");
+    expect(shapingSource()).toContain("export function planPartitions(");
+    const key = "ssh-ed25519 AAAA test";
+    expect(recipeHash(bios, key)).not.toBe(recipeHash({ ...bios, kernelCmdline: bios.kernelCmdline + " quiet" }, key));
+    expect(grubDefaults(bios)).toContain('GRUB_CMDLINE_LINUX="console=ttyS0,115200 net.ifnames=0 norandmaps"');
+    expect(recipeHash(bios, key)).not.toBe(recipeHash(bios, key + "x"));
+    expect(new Set([bios, bootdisk, rescue].map((r) => recipeHash(r, key))).size).toBe(3);
   });
 
   it("guest disks: the image's own first, then the blank extras", () => {

@@ -1,0 +1,69 @@
+/**
+ * The Debian trees images are made from: one `mmdebstrap` per suite and
+ * package set, cached by its own hash and shared by every recipe that asks
+ * for the same packages. A recipe copies the tree (`cp -a`, so ownership,
+ * modes, hard links and extended attributes come along) and customises its
+ * copy; the cached tree is never changed.
+ */
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { cacheDir } from "../paths.ts";
+import { run } from "../util/proc.ts";
+import { withDirLock } from "../util/lock.ts";
+
+/** Bump when the way a tree is made changes. */
+const TREE_VERSION = 1;
+
+export interface TreeSpec {
+  suite: string;
+  packages: string[];
+}
+
+export function treesDir(): string {
+  return join(cacheDir(), "trees");
+}
+
+/** The cache key of a tree: the suite and the package set, in any order. */
+export function treeHash(spec: TreeSpec): string {
+  const packages = [...new Set(spec.packages)].sort();
+  return createHash("sha256").update(JSON.stringify({ TREE_VERSION, suite: spec.suite, packages })).digest("hex").slice(0, 16);
+}
+
+/** The cached tree for this suite and package set, made once by mmdebstrap. Returns its directory and whether it was made now. */
+export async function ensureTree(spec: TreeSpec, progress: (m: string) => void = () => undefined): Promise<{ dir: string; hash: string; built: boolean }> {
+  const hash = treeHash(spec);
+  const dir = join(treesDir(), `${spec.suite}-${hash}`);
+  const done = join(dir, ".vmlab-tree");
+  if (existsSync(done)) return { dir, hash, built: false };
+  return withDirLock(
+    join(treesDir(), `.lock-${spec.suite}-${hash}`),
+    async () => {
+      if (existsSync(done)) return { dir, hash, built: false };
+      const work = join(treesDir(), `.build-${spec.suite}-${hash}-${process.pid}`);
+      await rm(work, { recursive: true, force: true });
+      await mkdir(treesDir(), { recursive: true });
+      progress(`mmdebstrap ${spec.suite} (shared tree ${hash})`);
+      try {
+        await run("mmdebstrap", ["--mode=root", "--variant=minbase", `--include=${[...new Set(spec.packages)].sort().join(",")}`, spec.suite, work], {
+          hint: "mmdebstrap uses the host's apt sources; check `apt-get update` works",
+        });
+        await writeFile(join(work, ".vmlab-tree"), JSON.stringify({ ...spec, hash, builtAt: new Date().toISOString() }) + "\n");
+        await rm(dir, { recursive: true, force: true });
+        await rename(work, dir);
+      } catch (err) {
+        await rm(work, { recursive: true, force: true });
+        throw err;
+      }
+      return { dir, hash, built: true };
+    },
+    { onWait: () => progress(`waiting for another mmdebstrap of ${spec.suite} (tree ${hash})`) },
+  );
+}
+
+/** A private copy of a cached tree at `to`, without the cache's marker file. */
+export async function copyTree(dir: string, to: string): Promise<void> {
+  await run("cp", ["-a", "--reflink=auto", dir, to]);
+  await rm(join(to, ".vmlab-tree"), { force: true });
+}
