@@ -8,6 +8,8 @@ export default defineConfig({
     hookTimeout: 20 * 60 * 1000,
     // Guests are CPU-bound; files run one at a time unless a test says otherwise.
     fileParallelism: false,
+    // Builds the images side by side before the VM tests need them (a unit-only run builds nothing).
+    globalSetup: ["test/global-setup.ts"],
     reporters: ["default"],
   },
 });

@@ -164,7 +164,11 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
       }
     }
     data = new DataSet();
-    if (s.seedData !== false) await step("seed data set", async () => log(`${Object.keys(await data!.seed(vm)).length} entries`));
+    if (s.seedData !== false) {
+      await step("seed data set", async () => log(`${Object.keys(await data!.seed(vm)).length} entries`));
+      // In a fork the seeding was the recording run's: its checksums came from the replay.
+      if (replay && replay.live === 0) report.steps.at(-1)!.replayed = true;
+    }
     // Taken in every run, so that a run recorded for forks and the runs forked from it make the same calls.
     const rootBefore = (await vm.succeed("findmnt -no SOURCE /")).trim().replace(/\[.*\]$/, "");
     const ctx: ScenarioContext = {

@@ -189,7 +189,7 @@ describe("dropped SSH", () => {
 });
 
 describe("vmlab sweep", () => {
-  it("root-to-lvm with a power cut before two steps (before the copy, after the relabel): a table row each, with boot outcome, root and data", async () => {
+  it("root-to-lvm with a power cut before two steps (before the copy, after the relabel): one run of the procedure, a forked row each, with boot outcome, root and data", async () => {
     const out = join(reports, "sweep");
     const r = await vmlab(["sweep", "root-to-lvm", "--fault", "power-cut", "--at", "3,9", "--jobs", "2", "--report-dir", out]);
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
@@ -202,6 +202,15 @@ describe("vmlab sweep", () => {
       // After the relabel, only the LV answers to the root's UUID: it boots, initramfs and GRUB not yet redone.
       [9, "rebuild the initramfs", "stopped", "ssh", "new", "/dev/mapper/sys-root", "intact"],
     ]);
+    // One run did the procedure and was checkpointed before steps 3 and 9; each row forked its step's checkpoint.
+    expect(sweep.rows.map((x) => x.forked)).toEqual([true, true]);
+    expect(sweep.recording).toMatchObject({ verdict: "pass" });
+    const recorded = JSON.parse(await readFile(sweep.recording!.report, "utf8")) as ScenarioReport;
+    expect(recorded.checkpoints?.map((c) => c.beforeStep.index)).toEqual([3, 9]);
+    for (const row of sweep.rows) {
+      const rep = JSON.parse(await readFile(row.report, "utf8")) as ScenarioReport;
+      expect(rep.forkedFrom).toMatchObject({ scenario: "root-to-lvm", runDir: recorded.runDir, beforeStep: { index: row.at } });
+    }
     // The printed table is the one written next to sweep.json.
     const table = await readFile(join(out, d!, "sweep.txt"), "utf8");
     expect(r.stdout).toContain(table.split("\n")[0]);

@@ -70,8 +70,9 @@ describe("root → mdraid1", () => {
     const twin = report["root-to-mdraid1-grub-one-disk"]!;
     expect(twin.kind).toBe("twin");
     expect(twin.verdict, (twin.judgement?.reasons ?? [twin.error?.message]).join("\n")).toBe("pass");
-    // With sda pulled, sdb's boot sector holds no boot code.
-    expect(boots(twin)).toEqual(["resume/saved-state/ssh", "reboot/firmware/no-bootable-device(no-boot-code)"]);
+    // Forked from the migration's checkpoint before GRUB went on; with sda pulled, sdb's boot sector holds no boot code.
+    expect(twin.forkedFrom).toMatchObject({ scenario: "root-to-mdraid1", runDir: good.runDir, beforeStep: { name: "install GRUB on /dev/sda and /dev/sdb, update-grub" } });
+    expect(boots(twin)).toEqual(["resume/saved-state/ssh", "fork/saved-state/ssh", "reboot/firmware/no-bootable-device(no-boot-code)"]);
     expect(twin.facts.observedFailure).toMatchObject({ without: "sda", outcome: "no-bootable-device" });
   });
 });
@@ -88,6 +89,7 @@ describe("ext3 → btrfs by copy", () => {
 
     const twin = report["ext3-to-btrfs-copy-no-initramfs"]!;
     expect(twin.verdict, (twin.judgement?.reasons ?? [twin.error?.message]).join("\n")).toBe("pass");
+    expect(twin.forkedFrom).toMatchObject({ scenario: "ext3-to-btrfs-copy", beforeStep: { name: "rebuild the initramfs with btrfs" } });
     const failed = twin.boots.at(-1)!;
     expect(failed.via).toBe("firmware");
     expect(failed.outcome).not.toBe("ssh");
@@ -120,6 +122,7 @@ describe("ext3 → btrfs in place, and shrinking the root filesystem", () => {
 
     const twin = report["shrink-root-container-first"]!;
     expect(twin.verdict, (twin.judgement?.reasons ?? [twin.error?.message]).join("\n")).toBe("pass");
+    expect(twin.forkedFrom).toMatchObject({ scenario: "shrink-root", beforeStep: { name: "e2fsck -f, then resize2fs /dev/sda2 to 1200 MiB" } });
     const seen = twin.facts.observedFailure as { fsckExit: number; boot: { outcome: string } };
     expect(seen.fsckExit).not.toBe(0);
     expect(seen.boot.outcome).not.toBe("ssh");

@@ -4,6 +4,7 @@
  * command line on real guests: exit codes, report.json, junit.xml, the base
  * image left untouched, and no QEMU left behind.
  */
+import { existsSync } from "node:fs";
 import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -94,6 +95,16 @@ describe("root-to-lvm on a real guest", () => {
     const twin = await onlyReport(reports, "root-to-lvm-no-relabel");
     expect(twin.kind).toBe("twin");
     expect(twin.verdict).toBe("pass");
+    // The twin did not repeat the migration: it forked the flagship's checkpoint before the relabel and replayed the steps before it.
+    expect(report.checkpoints?.map((c) => c.beforeStep.name)).toEqual(["relabel the old root (new LABEL and UUID)"]);
+    expect(twin.forkedFrom).toMatchObject({ scenario: "root-to-lvm", runDir: report.runDir, beforeStep: { name: "relabel the old root (new LABEL and UUID)", index: 8 } });
+    expect(twin.forkedFrom!.replayedCalls).toBeGreaterThan(10);
+    expect(twin.steps.filter((x) => x.replayed).map((x) => x.name)).toContain("dd /dev/sda2 to /dev/sys/root, fsck, resize2fs");
+    expect(twin.steps.find((x) => x.name === "rebuild the initramfs")?.replayed).toBeUndefined();
+    expect(twin.steps.some((x) => x.name.startsWith("relabel"))).toBe(false);
+    expect(twin.boots.map((b) => `${b.reason}/${b.via}/${b.outcome}`)).toEqual(["resume/saved-state/ssh", "fork/saved-state/ssh", "reboot/firmware/" + twin.boots.at(-1)!.outcome]);
+    // The checkpoint's files went with the last fork.
+    expect(existsSync(twin.forkedFrom!.checkpoint)).toBe(false);
     expect(twin.boots.at(-1)).toMatchObject({ via: "firmware", reason: "reboot" });
     const seen = twin.facts.observedFailure as { kind: string; root?: string; sameUuid?: string[]; writtenAfterMigration?: string; outcome?: string };
     expect(seen, "the twin must record what it observed").toBeDefined();
