@@ -5,6 +5,7 @@
  *   npm run bench                     # 5 runs of each figure
  *   npm run bench -- --runs 7 --json
  *   npm run bench -- --scenario-runs 1 # fewer full root-to-lvm runs (they take minutes each under TCG)
+ *   npm run bench -- --sweep-baseline  # also the sweep the old way, every row doing its own prefix (about 25 min under TCG)
  *
  * Figures:
  *   coldBootMs          power-on → SeaBIOS → GRUB → kernel → initramfs → systemd → first SSH command
@@ -13,6 +14,12 @@
  *   imageBuildCachedMs  `ensureImage` when the recipe is unchanged (the cold build time is the image's recorded buildMs)
  *   scenarioRootToLvmMs the whole root-to-lvm scenario
  *   labOverheadRatio    lab cold boot / bare qemu-system-x86_64 doing the same boot
+ *   checkpointMs        checkpoint of a running guest (disks frozen, state written, guest running again)
+ *   forkToSshMs         fork of that checkpoint → first SSH command
+ *   twinExtraRatio      (root-to-lvm and its twin in one `run --jobs 2`, the twin forked) − root-to-lvm alone, over root-to-lvm alone
+ *   sweepMs, sweepRows  `vmlab sweep root-to-lvm --fault power-cut`, every default row, forked from one run of the procedure
+ *   imageBuildColdMs    the three images built together from nothing (recorded in their meta.json when they were built)
+ *   ciSuiteMs           the last `.ci/run`, by its own timer (it writes ci-suite.json in the cache)
  */
 import { execa } from "execa";
 import { mkdir, rm } from "node:fs/promises";
@@ -31,12 +38,19 @@ import { registerPid, unregisterPid } from "../src/vm/reaper.ts";
 import { sshRun } from "../src/vm/ssh.ts";
 import { DEFAULT_PROFILE, ensureWarmState } from "../src/vm/warm.ts";
 import { median } from "./stats.ts";
+import { existsSync, readFileSync } from "node:fs";
+import { cacheDir } from "../src/paths.ts";
+import { fork, takeCheckpoint } from "../src/vm/checkpoint.ts";
+import { defaultBoundaries, planSteps, sweep } from "../src/suite/sweep.ts";
+import { runMany } from "../src/suite/variants.ts";
+import { listImages } from "../src/image/build.ts";
 
 const { values } = parseArgs({
   options: {
     runs: { type: "string", default: "5" },
     "scenario-runs": { type: "string" },
     json: { type: "boolean" },
+    "sweep-baseline": { type: "boolean" },
   },
 });
 const runs = Number(values.runs);
@@ -121,6 +135,28 @@ async function bareCold(i: number): Promise<number> {
   }
 }
 
+/** A warm guest checkpointed while it runs, then a fork of the checkpoint up to its first SSH command. */
+async function checkpointAndFork(i: number): Promise<{ checkpoint: number; fork: number }> {
+  const { runDir, disk } = await fresh(`cp-${i}`, warm.disk);
+  const m = new Machine({ name: "vm", runDir, disks: [{ path: disk, format: "qcow2", id: "sda" }], accel, sshKey: privateKey, incomingState: warm.state });
+  let f: Machine | undefined;
+  try {
+    if ((await m.resume()).outcome !== "ssh") throw new Error("warm start failed");
+    let t = Date.now();
+    const cp = await takeCheckpoint(m, join(runDir, "cp"), "bench");
+    const checkpoint = Date.now() - t;
+    t = Date.now();
+    const forked = await fork(cp, { name: "fork", runDir: join(runDir, "fork"), accel, sshKey: privateKey });
+    f = forked.vm;
+    if (forked.boot.outcome !== "ssh") throw new Error("fork did not answer SSH");
+    return { checkpoint, fork: Date.now() - t };
+  } finally {
+    await f?.kill();
+    await m.kill();
+    await rm(runDir, { recursive: true, force: true });
+  }
+}
+
 async function clone(i: number): Promise<number> {
   const path = join(tmp.path, `clone-${i}.qcow2`);
   const t = performance.now();
@@ -136,7 +172,7 @@ async function cachedBuild(): Promise<number> {
   return performance.now() - t;
 }
 
-const s = { cold: [] as number[], bare: [] as number[], warm: [] as number[], clone: [] as number[], cached: [] as number[], scenario: [] as number[] };
+const s = { cold: [] as number[], bare: [] as number[], warm: [] as number[], clone: [] as number[], cached: [] as number[], scenario: [] as number[], checkpoint: [] as number[], fork: [] as number[], pair: [] as number[] };
 // Side by side: each round takes one sample of every figure, so drift on the host hits all alike.
 for (let i = 0; i < runs; i++) {
   note(`round ${i + 1}/${runs}`);
@@ -145,6 +181,9 @@ for (let i = 0; i < runs; i++) {
   s.warm.push(await labWarm(i));
   s.cold.push(await labCold(i));
   s.bare.push(await bareCold(i));
+  const cf = await checkpointAndFork(i);
+  s.checkpoint.push(cf.checkpoint);
+  s.fork.push(cf.fork);
 }
 const scenario = await loadScenario("root-to-lvm");
 for (let i = 0; i < scenarioRuns; i++) {
@@ -153,8 +192,41 @@ for (let i = 0; i < scenarioRuns; i++) {
   const r = await runScenario(scenario, { reportDir: join(tmp.path, "reports") });
   if (r.verdict !== "pass") throw new Error(`root-to-lvm failed during the benchmark: ${r.error?.message}`);
   s.scenario.push(Date.now() - t);
+  // The same flagship with its twin beside it, forked from its checkpoint: what the twin adds.
+  note(`root-to-lvm and its twin ${i + 1}/${scenarioRuns}`);
+  const t2 = Date.now();
+  const pair = await runMany([scenario, await loadScenario("root-to-lvm-no-relabel")], { jobs: 2, reportDir: join(tmp.path, "pairs"), accel });
+  if (pair.some((r) => r.verdict !== "pass")) throw new Error(`the pair failed during the benchmark: ${pair.map((r) => `${r.scenario} ${r.verdict}`).join(", ")}`);
+  s.pair.push(Date.now() - t2);
+}
+
+// The sweep: all default rows of root-to-lvm × power-cut, forked from one run; and, if asked, the old way.
+const plan = await planSteps(scenario);
+const boundaries = defaultBoundaries(plan.steps);
+note(`sweep root-to-lvm --fault power-cut: ${boundaries.length} rows`);
+const sw = await sweep(scenario, { fault: "power-cut", boundaries, jobs: 2, reportDir: join(tmp.path, "sweep"), accel });
+if (sw.rows.some((r) => r.verdict !== "pass")) throw new Error("a sweep row failed during the benchmark");
+const sweepTable = sw.rows.map((r) => `${r.at}:${r.root.which}/${r.data.state}`).join(" ");
+let sweepBaselineMs: number | null = null;
+if (values["sweep-baseline"]) {
+  note("sweep, the old way: every row does its own prefix");
+  const old = await sweep(scenario, { fault: "power-cut", boundaries, jobs: 2, reportDir: join(tmp.path, "sweep-old"), accel, fork: false });
+  sweepBaselineMs = old.wallMs;
 }
 await tmp.cleanup();
+
+/** The three images' cold build, when they were built together: from the first start to the last finish. */
+function coldImageBuild(metas: Awaited<ReturnType<typeof listImages>>): number | null {
+  if (new Set(metas.map((m) => m.name)).size < 3) return null;
+  const start = Math.min(...metas.map((m) => Date.parse(m.builtAt) - m.buildMs));
+  const end = Math.max(...metas.map((m) => Date.parse(m.builtAt)));
+  return end - start;
+}
+// The builds of the images in use: the cache may also hold older ones.
+const current = new Set((await Promise.all(["debian12-bios", "debian12-bootdisk", "rescue"].map(async (n) => (await ensureImage(await loadRecipe(n))).hash))));
+const metas = (await listImages()).filter((m) => current.has(m.hash));
+const ciFile = join(cacheDir(), "ci-suite.json");
+const ciSuiteMs = existsSync(ciFile) ? (JSON.parse(readFileSync(ciFile, "utf8")) as { ms: number }).ms : null;
 
 const result = {
   coldBootMs: median(s.cold),
@@ -163,6 +235,14 @@ const result = {
   imageBuildCachedMs: median(s.cached),
   scenarioRootToLvmMs: scenarioRuns > 0 ? median(s.scenario) : null,
   labOverheadRatio: median(s.cold) / median(s.bare),
+  checkpointMs: median(s.checkpoint),
+  forkToSshMs: median(s.fork),
+  twinExtraRatio: scenarioRuns > 0 ? (median(s.pair) - median(s.scenario)) / median(s.scenario) : null,
+  sweepMs: sw.wallMs,
+  sweepRows: sw.rows.length,
+  sweepBaselineMs,
+  imageBuildColdMs: coldImageBuild(metas),
+  ciSuiteMs,
 };
 if (values.json) {
   process.stdout.write(JSON.stringify(result) + "\n");
@@ -179,6 +259,14 @@ if (values.json) {
     ["root-to-lvm scenario", result.scenarioRootToLvmMs === null ? "not run" : `${(result.scenarioRootToLvmMs / 1000).toFixed(1)} s`],
     ["bare QEMU cold boot", `${(median(s.bare) / 1000).toFixed(2)} s`],
     ["lab / bare", `${result.labOverheadRatio.toFixed(3)}`],
+    ["checkpoint of a running guest", `${(result.checkpointMs / 1000).toFixed(2)} s`],
+    ["fork to first SSH command", `${(result.forkToSshMs / 1000).toFixed(2)} s`],
+    ["root-to-lvm + twin (forked), jobs 2", scenarioRuns > 0 ? `${(median(s.pair) / 1000).toFixed(1)} s` : "not run"],
+    ["twin's extra / root-to-lvm alone", result.twinExtraRatio === null ? "not run" : result.twinExtraRatio.toFixed(3)],
+    [`sweep, ${result.sweepRows} rows, forked`, `${(result.sweepMs / 1000).toFixed(1)} s  (${sweepTable})`],
+    ["sweep, the old way", sweepBaselineMs === null ? "not run (--sweep-baseline)" : `${(sweepBaselineMs / 1000).toFixed(1)} s, ratio ${(result.sweepMs / sweepBaselineMs).toFixed(3)}`],
+    ["image build, cold, all three", result.imageBuildColdMs === null ? "not recorded" : `${(result.imageBuildColdMs / 1000).toFixed(1)} s (recorded)`],
+    ["ci suite (.ci/run, last)", ciSuiteMs === null ? "not recorded" : `${(ciSuiteMs / 60000).toFixed(1)} min`],
   ];
   process.stdout.write("median over runs\n");
   for (const [k, v] of rows) process.stdout.write(`  ${k.padEnd(34)} ${v}\n`);

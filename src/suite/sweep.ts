@@ -103,6 +103,8 @@ export interface SweepOptions {
   afterWrittenBytes?: number;
   rescue?: boolean;
   jobs: number;
+  /** False: every row does the steps before its own (the old way, for comparison). Default true. */
+  fork?: boolean;
   reportDir?: string;
   disk?: string;
   device?: string;
@@ -167,7 +169,10 @@ export async function sweep(s: Scenario, o: SweepOptions): Promise<SweepResult> 
     pending.push(job);
   };
   let recording: ScenarioReport | undefined;
-  await queue.add(async () => {
+  if (o.fork === false) {
+    if (o.boundaries === "default") throw new UsageError("a sweep without forks needs its boundaries numbered");
+    for (const at of o.boundaries) row(at);
+  } else await queue.add(async () => {
     recording = await runScenario(s, {
       reportDir: dir,
       onEvent: o.onEvent,

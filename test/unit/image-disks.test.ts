@@ -13,6 +13,10 @@ import rescue from "../../images/rescue.ts";
 import { imageDiskFiles, needsProvisioning, recipeHash } from "../../src/image/build.ts";
 import { grubDefaults, provisionScript, shapingSource } from "../../src/image/customize.ts";
 import { treeHash } from "../../src/image/tree.ts";
+import { labKey } from "../../src/image/keys.ts";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { diskIds, profileFor } from "../../src/vm/warm.ts";
 import { bootBackupSectors } from "../../src/disk/boot-backup.ts";
 import type { PartitionTable } from "../../src/disk/partitions.ts";
@@ -76,6 +80,22 @@ describe("multi-disk images", () => {
     expect(grubDefaults(bios)).toContain('GRUB_CMDLINE_LINUX="console=ttyS0,115200 net.ifnames=0 norandmaps"');
     expect(recipeHash(bios, key)).not.toBe(recipeHash(bios, key + "x"));
     expect(new Set([bios, bootdisk, rescue].map((r) => recipeHash(r, key))).size).toBe(3);
+  });
+
+  it("the lab key asked for from five places at once is made once, and all five get it", async () => {
+    const cache = await mkdtemp(join(tmpdir(), "vmlab-key-"));
+    const before = process.env.VMLAB_CACHE;
+    process.env.VMLAB_CACHE = cache;
+    try {
+      const keys = await Promise.all(Array.from({ length: 5 }, () => labKey()));
+      expect(new Set(keys.map((k) => k.publicKey)).size).toBe(1);
+      expect(keys[0]!.publicKey).toMatch(/^ssh-ed25519 \S+ vmlab-lab-key$/);
+      expect((await readdir(join(cache, "keys"))).sort()).toEqual(["id_ed25519", "id_ed25519.pub"]);
+    } finally {
+      if (before === undefined) delete process.env.VMLAB_CACHE;
+      else process.env.VMLAB_CACHE = before;
+      await rm(cache, { recursive: true, force: true });
+    }
   });
 
   it("guest disks: the image's own first, then the blank extras", () => {
