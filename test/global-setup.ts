@@ -14,6 +14,9 @@ export default async function setup(): Promise<void> {
   if (!vm || process.getuid?.() !== 0) return;
   const t = Date.now();
   const names = await recipeNames();
-  await Promise.all(names.map(async (n) => ensureImage(await loadRecipe(n), { progress: (m) => process.stderr.write(`image ${n}: ${m}\n`) })));
+  // All settle before an error is thrown: no build is left running when the test run ends.
+  const results = await Promise.allSettled(names.map(async (n) => ensureImage(await loadRecipe(n), { progress: (m) => process.stderr.write(`image ${n}: ${m}\n`) })));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
   process.stderr.write(`images ${names.join(", ")} ready in ${((Date.now() - t) / 1000).toFixed(0)} s\n`);
 }

@@ -24,12 +24,15 @@ export async function cmdImageBuild(names: string[], o: { rebuild?: boolean }): 
   // Several at once: they share one Debian tree (built once, the others wait
   // for it) and their provisioning boots run side by side.
   const t = Date.now();
-  await Promise.all(
+  // All settle before an error is reported: no build is left running behind it.
+  const results = await Promise.allSettled(
     recipes.map(async (r) => {
       const img = await ensureImage(r, { rebuild: o.rebuild, progress: (m) => process.stderr.write(`image ${r.name}: ${m}\n`) });
       out(`image ${r.name} ${img.hash} ready in ${((Date.now() - t) / 1000).toFixed(1)} s: ${img.disk}`);
     }),
   );
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
   return 0;
 }
 

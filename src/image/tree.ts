@@ -7,7 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { cacheDir } from "../paths.ts";
 import { run } from "../util/proc.ts";
@@ -42,7 +42,7 @@ export async function ensureTree(spec: TreeSpec, progress: (m: string) => void =
     async () => {
       if (existsSync(done)) return { dir, hash, built: false };
       const work = join(treesDir(), `.build-${spec.suite}-${hash}-${process.pid}`);
-      await rm(work, { recursive: true, force: true });
+      await removeBuildDir(work);
       await mkdir(treesDir(), { recursive: true });
       progress(`mmdebstrap ${spec.suite} (shared tree ${hash})`);
       try {
@@ -53,13 +53,29 @@ export async function ensureTree(spec: TreeSpec, progress: (m: string) => void =
         await rm(dir, { recursive: true, force: true });
         await rename(work, dir);
       } catch (err) {
-        await rm(work, { recursive: true, force: true });
+        await removeBuildDir(work);
         throw err;
       }
       return { dir, hash, built: true };
     },
     { onWait: () => progress(`waiting for another mmdebstrap of ${spec.suite} (tree ${hash})`) },
   );
+}
+
+/**
+ * Remove a tree build directory that mmdebstrap may have left with
+ * filesystems mounted in it (/proc, /sys, /dev/pts when it was killed):
+ * unmount those first, and never cross into another filesystem.
+ */
+export async function removeBuildDir(work: string): Promise<void> {
+  if (!existsSync(work)) return;
+  const mounts = (await readFile("/proc/mounts", "utf8").catch(() => ""))
+    .split("\n")
+    .map((l) => l.split(" ")[1]?.replace(/\\040/g, " "))
+    .filter((m): m is string => Boolean(m) && (m === work || m!.startsWith(`${work}/`)))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) await run("umount", ["-l", m]).catch(() => undefined);
+  await run("rm", ["-rf", "--one-file-system", work]);
 }
 
 /** A private copy of a cached tree at `to`, without the cache's marker file. */
