@@ -73,7 +73,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
         .option("--all", "every scenario (--tag alone also starts from all of them)")
         .option("-j, --jobs <n>", "parallel runs (default from cores and memory)")
         .option("--report-dir <dir>", "parent of the run directories (default ./reports or $VMLAB_REPORTS)")
-        .option("--keep <when>", "leave the machine running: always (bare --keep) or on-failure"),
+        .option("--keep <when>", "leave the machine running: always (bare --keep) or on-failure")
+        .option("--stop-before <step>", "stop one scenario at this step boundary and keep its machine there (`vmlab sweep NAME --fault power-cut --plan` numbers the steps)"),
     ),
     "the step the fault goes in before (or during, with --after / --after-written)",
   ).action(act((names: string[], o) => cmdRun(names, o)));

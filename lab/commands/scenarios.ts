@@ -122,6 +122,9 @@ function summarize(r: ScenarioReport): void {
   out("");
   out(`${r.scenario}: ${r.verdict.toUpperCase()} in ${(r.durationMs / 1000).toFixed(1)} s`);
   for (const l of reportHead(r)) out(`  ${l}`);
+  if (r.forkedFrom) out(`  forked from ${r.forkedFrom.scenario}'s checkpoint before step ${r.forkedFrom.beforeStep.index} (${r.forkedFrom.beforeStep.name}), ${r.forkedFrom.replayedCalls} calls replayed: ${r.forkedFrom.runDir}`);
+  for (const c of r.checkpoints ?? []) out(`  checkpoint before step ${c.beforeStep.index} (${c.beforeStep.name}) for forks; the guest paused ${(c.pausedMs / 1000).toFixed(1)} s`);
+  if (r.stoppedBefore) out(`  stopped before step ${r.stoppedBefore.index}: ${r.stoppedBefore.step}`);
   if (r.error) {
     out(`  failed step: ${r.error.step ?? "(setup)"}`);
     out(`  error: ${r.error.message}`);
@@ -205,6 +208,7 @@ export interface RunOptions extends SelectOptions, FaultOptions {
   jobs?: string;
   all?: boolean;
   keep?: string | boolean;
+  stopBefore?: string;
 }
 
 export async function cmdRun(names: string[], o: RunOptions): Promise<number> {
@@ -231,6 +235,14 @@ export async function cmdRun(names: string[], o: RunOptions): Promise<number> {
     if (scenarios.length !== 1) throw new UsageError("--fault needs exactly one scenario");
     inject = await injectSpec(scenarios[0]!, o, o.at);
   }
+  let stopBefore: number | undefined;
+  if (o.stopBefore !== undefined) {
+    if (!/^\d+$/.test(o.stopBefore) || Number(o.stopBefore) < 1) throw new UsageError(`bad --stop-before "${o.stopBefore}": use a step number of 1 or more`, { hint: "`vmlab sweep <scenario> --fault power-cut --plan` numbers the steps" });
+    if (scenarios.length !== 1) throw new UsageError("--stop-before needs exactly one scenario");
+    if (o.fault !== undefined) throw new UsageError("--stop-before and --fault do not go together", { hint: "stop before the step, then inject the fault by hand in the kept machine" });
+    if (keep === "on-failure") throw new UsageError("--stop-before keeps the machine; --keep=on-failure contradicts it");
+    stopBefore = Number(o.stopBefore);
+  }
   if (scenarios.length === 0) {
     // Only a shard can come out empty (more shards than scenarios): nothing to do is not a failure.
     out(`shard ${shard?.index}/${shard?.count}: none of the ${selected} selected scenarios falls to this shard; nothing to run`);
@@ -254,6 +266,7 @@ export async function cmdRun(names: string[], o: RunOptions): Promise<number> {
     keep,
     inject,
     accel,
+    stopBefore,
     onNote: (m) => process.stderr.write(`vmlab: ${m}\n`),
     onReport: (r) => {
       summarize(r);

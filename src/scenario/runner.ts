@@ -57,6 +57,19 @@ export interface RunOptions {
   };
   /** Start from another run's checkpoint instead of booting, replaying that run's prefix. */
   forkFrom?: ForkSource;
+  /**
+   * Stop at the boundary before top-level step `stopBefore` (1-based, as
+   * `vmlab sweep --plan` numbers them) and leave the machine there for a
+   * person to take over: the run keeps it whatever `keep` says.
+   */
+  stopBefore?: number;
+}
+
+/** Thrown at the boundary a run was asked to stop before; every later step is refused too. */
+class StopBefore extends Error {
+  constructor(readonly index: number, readonly step: string) {
+    super(`stopped before step ${index} (${step}) as asked`);
+  }
 }
 
 function runId(name: string): string {
@@ -195,6 +208,16 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
       },
     };
     const scenarioSteps: string[] = [];
+    let stopped: StopBefore | undefined;
+    // --stop-before K: the run ends at that boundary, and refuses every step after it (a scenario's own abort too).
+    const stopAt = (name: string) => {
+      if (stopped) throw stopped;
+      if (opts.stopBefore !== undefined && scenarioSteps.length === opts.stopBefore) {
+        stopped = new StopBefore(opts.stopBefore, name);
+        report.stoppedBefore = { index: opts.stopBefore, step: name };
+        throw stopped;
+      }
+    };
     if (opts.share) {
       const share = opts.share;
       const real = machines[0]!;
@@ -227,6 +250,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
         scenarioSteps.push(name);
         const index = scenarioSteps.length;
         if (share.before(name, index)) await checkpoint(name, index);
+        stopAt(name);
       };
       try {
         if (!spec) await s.run(ctx);
@@ -242,6 +266,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
       steps.beforeTopLevel = async (name) => {
         scenarioSteps.push(name);
         const index = scenarioSteps.length;
+        stopAt(name);
         const where = `${s.name}, forked from ${src.from.scenario} before step ${src.beforeStep.index} (${src.beforeStep.name})`;
         if (index < src.beforeStep.index) {
           if (src.stepsBefore[index - 1] !== name) {
@@ -270,6 +295,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     } else {
       steps.beforeTopLevel = async (name) => {
         scenarioSteps.push(name);
+        stopAt(name);
       };
       try {
         if (!spec) await s.run(ctx);
@@ -278,32 +304,51 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
         steps.beforeTopLevel = undefined;
       }
     }
+    if (opts.stopBefore !== undefined && !stopped) {
+      if (opts.stopBefore !== scenarioSteps.length + 1) {
+        throw new VmlabError(`step ${opts.stopBefore} was never reached: ${s.name} ran ${scenarioSteps.length} steps`, {
+          hint: `\`vmlab sweep ${s.name} --fault power-cut --plan\` numbers the steps; ${scenarioSteps.length + 1} stops after the last`,
+        });
+      }
+      report.stoppedBefore = { index: opts.stopBefore, step: "(end)" };
+    }
     // The steps as this run took them: `vmlab sweep --plan` numbers them from here.
     if (!spec) await recordPlan({ scenario: s.name, steps: scenarioSteps, recordedAt: new Date().toISOString(), runDir }).catch(() => undefined);
     // The runner looks at the final state itself: the verdict must not depend on a scenario remembering to.
     report.final = await step("observe the final state", () => observeFinal(vm, data));
   } catch (err) {
-    const e = err as Error & { vmlabStep?: string };
-    const v = err instanceof VmlabError ? err : undefined;
-    const vm = machines[0];
-    const from = vm?.boots.at(-1)?.log.from ?? 0;
-    report.error = {
-      message: e.message,
-      step: e.vmlabStep,
-      where: v?.where,
-      output: v?.output,
-      hint: v?.hint,
-      consoleTail: vm ? await vm.consoleTail(30, from) : undefined,
-    };
+    if (err instanceof StopBefore || report.stoppedBefore) {
+      log(`stopped before step ${report.stoppedBefore!.index} (${report.stoppedBefore!.step}) as asked`);
+    } else {
+      const e = err as Error & { vmlabStep?: string };
+      const v = err instanceof VmlabError ? err : undefined;
+      const vm = machines[0];
+      const from = vm?.boots.at(-1)?.log.from ?? 0;
+      report.error = {
+        message: e.message,
+        step: e.vmlabStep,
+        where: v?.where,
+        output: v?.output,
+        hint: v?.hint,
+        consoleTail: vm ? await vm.consoleTail(30, from) : undefined,
+      };
+    }
   }
   // A fault from the command line is an observation: the run passes when it completed, whatever it found.
-  report.judgement = opts.inject
+  report.judgement = report.stoppedBefore
+    ? report.error
+      ? { verdict: "fail", expected: [`stop before step ${opts.stopBefore}`], observed: [], reasons: [report.error.message] }
+      : { verdict: "pass", expected: [`stop before step ${report.stoppedBefore.index}`], observed: [], reasons: [`stopped before step ${report.stoppedBefore.index} (${report.stoppedBefore.step}) as asked; the machine is left there`] }
+    : opts.stopBefore !== undefined
+      ? { verdict: "fail", expected: [`stop before step ${opts.stopBefore}`], observed: [], reasons: [report.error?.message ?? "the run did not reach the step"] }
+      : opts.inject
     ? { verdict: report.error ? "fail" : "pass", expected: [`observe the machine after ${opts.inject.fault} at step ${opts.inject.at}`], observed: [], reasons: report.error ? [report.error.message] : ["the observation completed"] }
     : judge(s.expect, { ...report, kind: report.kind });
   report.verdict = report.judgement.verdict;
   opts.share?.onEnd(shareMissed);
   try {
-    await finish(report, machines, runDir, opts.keep, retained);
+    // A run stopped at a boundary leaves its machine there for a person to take over.
+    await finish(report, machines, runDir, report.stoppedBefore ? "always" : opts.keep, retained);
   } finally {
     report.durationMs = Date.now() - started;
     await writeFile(join(runDir, "report.json"), JSON.stringify(report, null, 2) + "\n");

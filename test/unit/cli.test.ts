@@ -90,6 +90,23 @@ describe("vmlab command line: bad input", () => {
     }
   });
 
+  it("--stop-before takes one scenario and a step number, not a fault or --keep=on-failure: exit 2, nothing written", async () => {
+    const reports = join(tmp.path, "r5");
+    const cases: [string[], RegExp][] = [
+      [["smoke", "--stop-before", "x"], /bad --stop-before "x"/],
+      [["smoke", "--stop-before", "0"], /bad --stop-before "0"/],
+      [["smoke", "smoke", "--stop-before", "2"], /needs exactly one scenario/],
+      [["root-to-lvm", "--stop-before", "2", "--fault", "power-cut", "--at", "3"], /do not go together/],
+      [["smoke", "--stop-before", "2", "--keep=on-failure"], /contradicts/],
+    ];
+    for (const [args, msg] of cases) {
+      const r = await vmlab(["run", ...args, "--report-dir", reports]);
+      expect(r.exitCode, `${args.join(" ")}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toMatch(msg);
+      expect(existsSync(reports)).toBe(false);
+    }
+  });
+
   it("a twin without a declared failure, or one that would pass on a timeout: exit 2 at load time", async () => {
     const reports = join(tmp.path, "r5");
     const none = await vmlab(["run", join(projectRoot, "test/fixtures/scenarios/twin-without-expect.ts"), "--report-dir", reports]);

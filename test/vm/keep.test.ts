@@ -3,7 +3,8 @@
  * through the real `vmlab` command line: the kept QEMU outlives `vmlab run`,
  * `ssh` passes exit codes through, `console` reaches the login prompt and
  * detaches with Ctrl-], `stop` leaves no QEMU; and a kept QEMU killed from
- * outside is reported dead and cleaned, never shown alive.
+ * outside is reported dead and cleaned, never shown alive; and a run
+ * stopped at a step boundary keeps its machine there.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -95,6 +96,28 @@ describe("vmlab run --keep on a real guest", () => {
     expect(JSON.parse((await vmlab(["ps", "--json"])).stdout)).not.toContainEqual(expect.objectContaining({ id: e.id }));
     // Once stopped, the id is gone.
     expect((await vmlab(["ssh", e.id, "true"])).exitCode).toBe(2);
+  });
+
+  it("run --stop-before 4 leaves root-to-lvm's machine at that boundary: the copy made, / still the old root, read-only", async () => {
+    const r = await vmlab(["run", "root-to-lvm", "--stop-before", "4", "--report-dir", reports.path]);
+    const id = /^ {2}kept: (\S+) /m.exec(r.stdout)?.[1];
+    if (id) kept.push(JSON.parse(readFileSync(join(keptDir(), `${id}.json`), "utf8")) as KeptVm);
+    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(r.stdout).toContain("stopped before step 4: mount the copy and pivot_root into it");
+    const e = kept.at(-1)!;
+    expect(e.scenario).toBe("root-to-lvm");
+    const report = JSON.parse(readFileSync(join(e.reportDir, "report.json"), "utf8")) as { stoppedBefore: unknown; steps: { name: string }[]; verdict: string };
+    expect(report.stoppedBefore).toEqual({ index: 4, step: "mount the copy and pivot_root into it" });
+    expect(report.steps.map((x) => x.name)).not.toContain("mount the copy and pivot_root into it");
+    // What steps 1-3 left: the LV holds the copy, / is still sda2 and read-only, as the runbook has it before the pivot.
+    const root = await vmlab(["ssh", e.id, "findmnt -no SOURCE,OPTIONS /"]);
+    expect(root.stdout).toMatch(/^\/dev\/sda2\s+ro,/);
+    const lv = await vmlab(["ssh", e.id, "blkid -s LABEL -o value /dev/sys/root"]);
+    expect(lv.exitCode, lv.stderr).toBe(0);
+    expect(lv.stdout.trim()).toBe("root");
+    const stop = await vmlab(["stop", e.id]);
+    expect(stop.exitCode, stop.stderr).toBe(0);
+    expect(qemuOf(e)).toBe(false);
   });
 
   it("a kept machine whose QEMU was killed from outside shows as dead, then is cleaned", async () => {
