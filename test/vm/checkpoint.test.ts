@@ -1,10 +1,14 @@
 /**
  * Checkpoints and forks on a real guest: the machine goes on after its
  * checkpoint, two forks resume it side by side, and what one fork writes
- * neither the other fork, the original nor the checkpoint ever sees.
+ * neither the other fork, the original nor the checkpoint ever sees; and a
+ * run interrupted while it takes a checkpoint leaves no QEMU and no
+ * checkpoint that passes for whole.
  */
 import { existsSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { execa } from "execa";
+import { projectRoot } from "../../src/paths.ts";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dir, type DirectoryResult } from "tmp-promise";
@@ -82,6 +86,33 @@ describe("checkpoints and forks", () => {
 
     for (const m of machines) await m.kill();
     expect(await qemuPids()).toEqual([]);
+  });
+
+  it("Ctrl-C while a run takes a checkpoint for its twin: no QEMU is left, and the half-written checkpoint is never taken for whole", async () => {
+    const reports = join(tmp.path, "interrupted");
+    const run = execa("node", [join(projectRoot, "lab/vmlab.mjs"), "run", "--jobs", "2", "root-to-lvm", "root-to-lvm-no-relabel", "--report-dir", reports], {
+      reject: false,
+      env: { ...process.env, CI: "true" },
+      stdin: "ignore",
+    });
+    // The flagship checkpoints before its relabel step for the twin; strike while the state is being written.
+    let partial = "";
+    const deadline = Date.now() + 20 * 60_000;
+    while (!partial && run.exitCode === null && Date.now() < deadline) {
+      for (const d of existsSync(reports) ? await readdir(reports) : []) {
+        const f = join(reports, d, "checkpoint-8", "state.bin.partial");
+        if (existsSync(f)) partial = f;
+      }
+      if (!partial) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(partial, "the run never wrote a checkpoint's state").not.toBe("");
+    run.kill("SIGINT");
+    const r = await run;
+    expect(r.exitCode).toBe(130);
+    expect(await qemuPids()).toEqual([]);
+    const dirOf = join(partial, "..");
+    expect(existsSync(join(dirOf, "checkpoint.json"))).toBe(false);
+    await expect(readCheckpoint(dirOf)).rejects.toThrow(/holds no finished checkpoint/);
   });
 
   it("a checkpoint directory without checkpoint.json (interrupted while taken) is refused", async () => {
