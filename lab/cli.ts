@@ -60,7 +60,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   withSelection(program.command("list").description("list the scenarios"))
     .option("--names", "one name a line, for scripts")
-    .option("--json", "name, description, kind, image, tags and the declared expectation of each")
+    .option("--json", "name, description, kind, image, tags, the declared expectation and, for a variant, its good path")
     .option("--markdown", "the pass-conditions table the README carries")
     .action(act((o) => cmdList(o)));
 

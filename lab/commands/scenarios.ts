@@ -66,7 +66,7 @@ export async function cmdList(o: SelectOptions & { names?: boolean; json?: boole
     out(expectationTable(scenarios));
     out(TABLE_END);
   } else if (o.json) {
-    out(JSON.stringify(scenarios.map((s) => ({ name: s.name, description: s.description, kind: s.kind ?? "rehearsal", image: s.image, tags: s.tags ?? [], expect: s.expect })), null, 2));
+    out(JSON.stringify(scenarios.map((s) => ({ name: s.name, description: s.description, kind: s.kind ?? "rehearsal", image: s.image, tags: s.tags ?? [], expect: s.expect, ...(s.variantOf ? { variantOf: s.variantOf } : {}) })), null, 2));
   } else if (o.names || o.shard !== undefined) {
     for (const s of scenarios) out(s.name);
   } else {
