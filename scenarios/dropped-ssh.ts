@@ -55,10 +55,13 @@ export default scenario({
       if (answered) throw new VmlabError("SSH answered while the link was down: the recovery was not console-only");
     });
     await step("console: reboot; the link comes back; firmware boot", async () => {
-      const from = await vm.logOffset();
-      await vm.type("systemctl reboot\n");
-      await restoreLink(vm);
-      const b = await vm.waitForBoot(from, { via: "firmware", reason: "reboot typed on the serial console" });
+      const b = await vm.bootAfter(
+        async () => {
+          await vm.type("systemctl reboot\n");
+          await restoreLink(vm);
+        },
+        { via: "firmware", reason: "reboot typed on the serial console" },
+      );
       if (b.outcome !== "ssh") throw new VmlabError(`after the console recovery the boot ended as ${b.outcome}`, { output: b.evidence.join("\n") });
     });
     await step("verify / is sys-root, the marker written on the console is there, data set intact", async () => {

@@ -21,14 +21,13 @@ export default scenario({
   kind: "twin",
   fault: {
     inject: { fault: "pulled-disk", at: 2, disk: "sda" },
-    async observe(p, { vm, step, record, runDir }) {
+    async observe(p, { vm, step, record }) {
       record("afterPull", p);
       if (p.boot.outcome !== "no-bootable-device") return;
       await step("switch off, plug the disk back in and boot through firmware", async () => {
         // The firmware goes on looking for a boot disk; switching off is the only way out.
         await vm.powerCut();
-        // The lab gives each disk an overlay named after its id in the run directory.
-        vm.opts.disks = [{ path: `${runDir}/sda.qcow2`, format: "qcow2", id: "sda", scsiId: 0 }];
+        await vm.plugBack("sda");
         await vm.boot({ reason: "power-on with the disk plugged back" });
       });
     },

@@ -23,7 +23,6 @@ export default scenario({
   hardware: { extraDisks: ["8G"] },
   async run(ctx) {
     const { vm, step, data, record, log } = ctx;
-    const sda = vm.opts.disks.find((d) => d.id === "sda")!;
     const [source, target] = [await vm.guestDisk("sda"), await vm.guestDisk("sdb")];
     log(`lab disk sda is ${source} in the guest, sdb is ${target}`);
     await rootToMdraid(ctx, { source, target, mirrors: DEFAULT_MIRRORS });
@@ -55,7 +54,8 @@ export default scenario({
     });
     await step("power off, start with sda only (sdb left out), boot through firmware", async () => {
       await vm.shutdown();
-      vm.opts.disks = [sda];
+      await vm.plugBack("sda");
+      vm.leaveOut("sdb");
       await verifyDegraded("sdb", await vm.boot());
     });
     record("singleDiskBoots", single);

@@ -129,6 +129,8 @@ export class Machine {
   private exited = true;
   private exitInfo = "";
   private hotplugs = 0;
+  /** Disks pulled out or left out, by id: `plugBack` puts them in again. */
+  private readonly outside = new Map<string, DiskAttachment>();
   /** Block nodes of hot-plugged disks by disk id, removed again when the disk is pulled. */
   private readonly hotNodes = new Map<string, string>();
   /** True only while resume() starts QEMU: any later start (after a power cut) boots from the disks. */
@@ -546,7 +548,41 @@ export class Machine {
       this.hotNodes.delete(id);
     }
     this.opts.disks = this.opts.disks.filter((d) => d !== disk);
+    this.outside.set(id, disk);
     return disk;
+  }
+
+  /**
+   * Put a disk that was pulled (`detachDisk`) or left out (`leaveOut`) back
+   * in: hot-plugged if the machine runs, in its old SCSI slot at the next
+   * start if it is off.
+   */
+  async plugBack(id: string): Promise<void> {
+    const disk = this.outside.get(id);
+    if (!disk) throw new VmlabError(`machine ${this.opts.name} has no disk "${id}" out`, { hint: `out now: ${[...this.outside.keys()].join(", ") || "none"}` });
+    this.outside.delete(id);
+    if (this.running) await this.attachDisk(disk);
+    else this.opts.disks = [...this.opts.disks, disk].sort((a, b) => (a.scsiId ?? 0) - (b.scsiId ?? 0));
+  }
+
+  /** Leave a disk out of the next start, as if it were unplugged while the machine was off. */
+  leaveOut(id: string): void {
+    if (this.running) throw new VmlabError(`cannot leave disk ${id} out of machine ${this.opts.name} while it runs`, { hint: "pull it with detachDisk, or switch the machine off first" });
+    const disk = this.opts.disks.find((d) => d.id === id);
+    if (!disk) throw new VmlabError(`machine ${this.opts.name} has no disk "${id}"`, { hint: `its disks: ${this.opts.disks.map((d) => d.id).join(", ") || "none"}` });
+    this.opts.disks = this.opts.disks.filter((d) => d !== disk);
+    this.outside.set(id, disk);
+  }
+
+  /**
+   * A boot that something else sets off (a reboot typed on the console, a
+   * reset from outside): `action` runs, then the boot it started is watched
+   * from the console output that came after the call.
+   */
+  async bootAfter(action: () => Promise<void>, opts: BootWaitOptions = {}): Promise<BootRecord> {
+    const from = await this.logOffset();
+    await action();
+    return this.waitForBoot(from, opts);
   }
 
   /**
