@@ -54,6 +54,12 @@ export interface RunOptions {
     onCheckpoint(src: ForkSource): void;
     /** Called once at the end of the run: `missed` says why a wanted checkpoint was not taken. */
     onEnd(missed?: string): void;
+    /**
+     * Asked after each checkpoint: true when no later one is wanted, and the
+     * run stops there (a sweep's recording run has no more to give). The
+     * machine is not kept, and the verdict says what was recorded.
+     */
+    done?(): boolean;
   };
   /** Start from another run's checkpoint instead of booting, replaying that run's prefix. */
   forkFrom?: ForkSource;
@@ -249,7 +255,14 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
       steps.beforeTopLevel = async (name) => {
         scenarioSteps.push(name);
         const index = scenarioSteps.length;
-        if (share.before(name, index)) await checkpoint(name, index);
+        if (share.before(name, index)) {
+          await checkpoint(name, index);
+          if (share.done?.() && !stopped) {
+            // Nothing more is wanted of this run: it ends here, and refuses every later step.
+            stopped = new StopBefore(index, name);
+            report.stoppedBefore = { index, step: name, forForks: true };
+          }
+        }
         stopAt(name);
       };
       try {
@@ -335,7 +348,11 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     }
   }
   // A fault from the command line is an observation: the run passes when it completed, whatever it found.
-  report.judgement = report.stoppedBefore
+  report.judgement = report.stoppedBefore?.forForks
+    ? report.error
+      ? { verdict: "fail", expected: ["checkpoints for the forks"], observed: [], reasons: [report.error.message] }
+      : { verdict: "pass", expected: ["checkpoints for the forks"], observed: [], reasons: [`recorded the procedure up to step ${report.stoppedBefore.index} (${report.stoppedBefore.step}) and checkpointed it for the forks; nothing after it was wanted`] }
+    : report.stoppedBefore
     ? report.error
       ? { verdict: "fail", expected: [`stop before step ${opts.stopBefore}`], observed: [], reasons: [report.error.message] }
       : { verdict: "pass", expected: [`stop before step ${report.stoppedBefore.index}`], observed: [], reasons: [`stopped before step ${report.stoppedBefore.index} (${report.stoppedBefore.step}) as asked; the machine is left there`] }
@@ -348,7 +365,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
   opts.share?.onEnd(shareMissed);
   try {
     // A run stopped at a boundary leaves its machine there for a person to take over.
-    await finish(report, machines, runDir, report.stoppedBefore ? "always" : opts.keep, retained);
+    await finish(report, machines, runDir, report.stoppedBefore && !report.stoppedBefore.forForks ? "always" : opts.keep, retained);
   } finally {
     report.durationMs = Date.now() - started;
     await writeFile(join(runDir, "report.json"), JSON.stringify(report, null, 2) + "\n");

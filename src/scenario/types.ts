@@ -131,7 +131,7 @@ export interface ScenarioReport {
    */
   forkedFrom?: { scenario: string; runDir: string; beforeStep: { name: string; index: number }; checkpoint: string; pausedMs: number; replayedCalls: number };
   /** `vmlab run --stop-before K`: the boundary the run stopped at, its machine kept there. */
-  stoppedBefore?: { index: number; step: string };
+  stoppedBefore?: { index: number; step: string; forForks?: boolean };
   /** Checkpoints this run took for others to fork (a twin, the rows of a sweep). */
   checkpoints?: { beforeStep: { name: string; index: number }; dir: string; pausedMs: number }[];
   /** Machines left running after the run (`vmlab run --keep`), reached with `vmlab ssh|console|stop <id>`. */
