@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config";
+import UnitFirst from "./test/sequencer.ts";
 
 export default defineConfig({
   test: {
@@ -8,8 +9,9 @@ export default defineConfig({
     hookTimeout: 20 * 60 * 1000,
     // Guests are CPU-bound; files run one at a time unless a test says otherwise.
     fileParallelism: false,
-    // Builds the images side by side before the VM tests need them (a unit-only run builds nothing).
+    // Builds the images side by side in the background while the unit tests run first (a unit-only run builds nothing).
     globalSetup: ["test/global-setup.ts"],
+    sequence: { sequencer: UnitFirst },
     reporters: ["default"],
   },
 });

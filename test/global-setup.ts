@@ -1,22 +1,27 @@
 /**
- * Before a run that includes the VM tests: build every image the suite uses,
- * side by side. They share one Debian tree, made once, and their
- * provisioning boots run in parallel instead of one by one as test files
- * first ask for them. A run of unit tests only (`vitest run test/unit`)
- * builds nothing.
+ * Before a run that includes the VM tests: start building every image the
+ * suite uses, side by side, and let the tests begin. The images share one
+ * Debian tree, made once, and their provisioning boots run in parallel;
+ * meanwhile the unit tests run first (test/sequencer.ts), and the first VM
+ * test waits for the build it needs (the image cache's lock). A run of unit
+ * tests only (`vitest run test/unit`) builds nothing.
  */
 import { ensureImage } from "../src/image/build.ts";
 import { loadRecipe, recipeNames } from "../src/image/recipes.ts";
 
-export default async function setup(): Promise<void> {
-  const filters = process.argv.slice(2).filter((a) => !a.startsWith("-") && a !== "run" && !/^--/.test(a));
+export default async function setup(): Promise<() => Promise<void>> {
+  const filters = process.argv.slice(2).filter((a) => !a.startsWith("-") && a !== "run");
   const vm = filters.length === 0 || filters.some((f) => f.includes("vm"));
-  if (!vm || process.getuid?.() !== 0) return;
+  if (!vm || process.getuid?.() !== 0) return async () => undefined;
   const t = Date.now();
   const names = await recipeNames();
-  // All settle before an error is thrown: no build is left running when the test run ends.
-  const results = await Promise.allSettled(names.map(async (n) => ensureImage(await loadRecipe(n), { progress: (m) => process.stderr.write(`image ${n}: ${m}\n`) })));
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-  if (failed) throw failed.reason;
-  process.stderr.write(`images ${names.join(", ")} ready in ${((Date.now() - t) / 1000).toFixed(0)} s\n`);
+  // All settle before the run ends: no build is left running behind it. A
+  // failure shows in the VM tests that need the image.
+  const building = Promise.allSettled(names.map(async (n) => ensureImage(await loadRecipe(n), { progress: (m) => process.stderr.write(`image ${n}: ${m}\n`) }))).then((results) => {
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+    process.stderr.write(failed.length ? `image build failed: ${failed.map((f) => (f.reason as Error).message).join("; ")}\n` : `images ${names.join(", ")} ready in ${((Date.now() - t) / 1000).toFixed(0)} s\n`);
+  });
+  return async () => {
+    await building;
+  };
 }
