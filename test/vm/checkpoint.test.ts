@@ -88,21 +88,29 @@ describe("checkpoints and forks", () => {
     expect(await qemuPids()).toEqual([]);
   });
 
-  it("Ctrl-C while a run takes a checkpoint for its twin: no QEMU is left, and the half-written checkpoint is never taken for whole", async () => {
+  it("Ctrl-C while a run writes a checkpoint's state: no QEMU is left, and the half-written checkpoint is never taken for whole", async () => {
     const reports = join(tmp.path, "interrupted");
-    const run = execa("node", [join(projectRoot, "lab/vmlab.mjs"), "run", "--jobs", "2", "root-to-lvm", "root-to-lvm-no-relabel", "--report-dir", reports], {
+    // A sweep's recording run checkpoints smoke before its step 2; strike while that state is being written.
+    const run = execa("node", [join(projectRoot, "lab/vmlab.mjs"), "sweep", "smoke", "--fault", "power-cut", "--at", "2", "--report-dir", reports], {
       reject: false,
       env: { ...process.env, CI: "true" },
       stdin: "ignore",
     });
-    // The flagship checkpoints before its relabel step for the twin; strike while the state is being written.
     let partial = "";
-    const deadline = Date.now() + 20 * 60_000;
-    while (!partial && run.exitCode === null && Date.now() < deadline) {
-      for (const d of existsSync(reports) ? await readdir(reports) : []) {
-        const f = join(reports, d, "checkpoint-8", "state.bin.partial");
-        if (existsSync(f)) partial = f;
+    const deadline = Date.now() + 10 * 60_000;
+    const find = async (dir: string, depth: number): Promise<string> => {
+      for (const e of existsSync(dir) ? await readdir(dir, { withFileTypes: true }) : []) {
+        const p = join(dir, e.name);
+        if (e.name === "state.bin.partial") return p;
+        if (e.isDirectory() && depth > 0) {
+          const f = await find(p, depth - 1);
+          if (f) return f;
+        }
       }
+      return "";
+    };
+    while (!partial && run.exitCode === null && Date.now() < deadline) {
+      partial = await find(reports, 3);
       if (!partial) await new Promise((r) => setTimeout(r, 20));
     }
     expect(partial, "the run never wrote a checkpoint's state").not.toBe("");
