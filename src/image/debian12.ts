@@ -54,5 +54,5 @@ export const DEBIAN12_MASKED_UNITS = [
 // needs; the lvm2 and mdadm hooks still add their modules after a migration.
 export const DEBIAN12_INITRAMFS = { MODULES: "dep", COMPRESS: "lz4" };
 
-// -cpu max shows svm/vmx to the guest; loading KVM inside it only costs boot time.
+// An emulated CPU may show svm/vmx to the guest; loading KVM inside it only costs boot time.
 export const DEBIAN12_BLACKLIST = ["kvm", "kvm_amd", "kvm_intel"];

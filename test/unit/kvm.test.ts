@@ -19,7 +19,7 @@ describe("probe boot sector", () => {
 describe("accelArgs", () => {
   it("maps the choice to qemu flags", () => {
     expect(accelArgs({ accel: "kvm" })).toEqual(["-accel", "kvm", "-cpu", "host"]);
-    expect(accelArgs({ accel: "tcg" })).toEqual(["-accel", "tcg", "-cpu", "max"]);
+    expect(accelArgs({ accel: "tcg" })).toEqual(["-accel", "tcg", "-cpu", "qemu64"]);
   });
 });
 
@@ -57,7 +57,7 @@ describe("bootProbe", () => {
 describe("chooseAccel", () => {
   it.runIf(!hasVirtFlags)("picks TCG here, with a reason naming the missing vmx/svm flags", async () => {
     const c = await chooseAccel({});
-    expect(c).toMatchObject({ accel: "tcg", cpu: "max" });
+    expect(c).toMatchObject({ accel: "tcg", cpu: "qemu64" });
     expect(c.reason).toMatch(/vmx or svm/);
     expect(c.checks[0]).toMatchObject({ name: "cpu flags", ok: false });
   });
@@ -69,7 +69,7 @@ describe("chooseAccel", () => {
   });
 
   it("VMLAB_ACCEL=tcg skips the probe", async () => {
-    expect(await chooseAccel({ VMLAB_ACCEL: "tcg" })).toMatchObject({ accel: "tcg", cpu: "max", checks: [] });
+    expect(await chooseAccel({ VMLAB_ACCEL: "tcg" })).toMatchObject({ accel: "tcg", cpu: "qemu64", checks: [] });
   });
 
   it.runIf(!hasVirtFlags)("VMLAB_ACCEL=kvm on a host where KVM is broken is a HostError showing every check", async () => {

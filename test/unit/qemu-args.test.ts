@@ -3,7 +3,7 @@ import { buildQemuArgs, type QemuConfig } from "../../src/vm/qemu-args.ts";
 
 const base: QemuConfig = {
   name: "t1",
-  accel: { accel: "tcg", cpu: "max" },
+  accel: { accel: "tcg", cpu: "qemu64" },
   memoryMiB: 1024,
   smp: 2,
   disks: [
