@@ -500,12 +500,24 @@ export class Machine {
   /** Clean ACPI shutdown; falls back to a kill after the timeout. */
   async shutdown(timeoutMs = 120_000): Promise<void> {
     if (this.exited) return;
-    try {
-      await this.qmpExecute("system_powerdown");
-    } catch {
-      /* fall through to the kill */
+    const deadline = Date.now() + timeoutMs;
+    // As an admin would: `systemctl poweroff` over SSH. The ACPI power button
+    // alone is not enough: a guest whose logind has not taken the button yet
+    // ignores it, and the lab then waited out the whole timeout for nothing.
+    if (this.opts.network !== false) {
+      await sshRun(this.ssh, "systemctl poweroff", { timeoutMs: 15_000, connectTimeoutS: 5 }).catch(() => undefined);
+      const until = Math.min(deadline, Date.now() + 60_000);
+      while (!this.exited && Date.now() < until) await sleep(100);
     }
-    await this.waitExit(timeoutMs);
+    if (!this.exited) {
+      this.emit({ type: "log", message: "no power-off after systemctl poweroff: pressing the ACPI power button" });
+      try {
+        await this.qmpExecute("system_powerdown");
+      } catch {
+        /* fall through to the kill */
+      }
+    }
+    await this.waitExit(Math.max(0, deadline - Date.now()));
   }
 
   /**
