@@ -1,12 +1,15 @@
 /**
  * Every QEMU process the lab starts is registered here, so that it is ended on
- * every path: normal return, thrown error, timeout, Ctrl-C or SIGTERM.
+ * every path: normal return, thrown error, timeout, Ctrl-C or SIGTERM. On a
+ * signal the lab exits only once they are gone.
  */
+import { readFileSync } from "node:fs";
 const live = new Map<number, string>();
 let installed = false;
 
-function killAll(signal: NodeJS.Signals = "SIGKILL"): void {
-  for (const pid of live.keys()) {
+function killAll(signal: NodeJS.Signals = "SIGKILL"): number[] {
+  const pids = [...live.keys()];
+  for (const pid of pids) {
     try {
       process.kill(pid, signal);
     } catch {
@@ -14,6 +17,31 @@ function killAll(signal: NodeJS.Signals = "SIGKILL"): void {
     }
   }
   live.clear();
+  return pids;
+}
+
+/** Whether a process is gone: no such pid, or only its zombie left for its parent to reap. */
+function gone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return true;
+  }
+  try {
+    return readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /, "").startsWith("Z");
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Wait until the killed processes are really gone (the kernel takes a moment
+ * to tear down a guest's memory), so that nothing is still running when the
+ * lab exits; at most `ms`.
+ */
+async function waitGone(pids: number[], ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (pids.some((p) => !gone(p)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
 }
 
 function install(): void {
@@ -22,9 +50,9 @@ function install(): void {
   process.on("exit", () => killAll());
   for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     process.on(sig, () => {
-      killAll();
-      // 128 + signal number, as a shell would report it.
-      process.exit(sig === "SIGINT" ? 130 : sig === "SIGTERM" ? 143 : 129);
+      const pids = killAll();
+      // 128 + signal number, as a shell would report it; only once the guests are gone.
+      void waitGone(pids, 10_000).finally(() => process.exit(sig === "SIGINT" ? 130 : sig === "SIGTERM" ? 143 : 129));
     });
   }
 }
