@@ -16,8 +16,8 @@ import type { Machine } from "../../src/vm/machine.ts";
 import { variantPairs } from "../../src/suite/variants.ts";
 
 const recorded = (name: string): ScenarioReport => JSON.parse(readFileSync(join(projectRoot, "test/fixtures/runs", `${name}.json`), "utf8"));
-/** The scenario's own top-level steps in a recorded run: after the runner's (image, warm state, start, seed), before its final observation. */
-const ownSteps = (r: ScenarioReport) => r.steps.map((s) => s.name).filter((n) => !/^(image |warm state$|start from the saved state$|boot from disk$|seed data set$|observe the final state$)/.test(n));
+/** The scenario's own top-level steps in a recorded run: after the runner's (image, warm state, start or fork, seed), before its final observation. */
+const ownSteps = (r: ScenarioReport) => r.steps.map((s) => s.name).filter((n) => !/^(image |warm state$|start from the saved state$|boot from disk$|fork: |seed data set$|observe the final state$)/.test(n));
 
 describe("variants of a good path", async () => {
   const all = await Promise.all((await scenarioNames()).map((n) => loadScenario(n)));
@@ -50,6 +50,11 @@ describe("variants of a good path", async () => {
       expect(twin.slice(0, k)).toEqual(good.slice(0, k));
       // ... and parted there: the twin's next step is another one.
       expect(twin[k]).not.toBe(good[k]);
+      // The recording is of a forked run: the steps before the boundary were replayed, none after it.
+      const rec = recorded(t.name);
+      expect(rec.forkedFrom).toMatchObject({ scenario: t.variantOf!.scenario, beforeStep: { name: t.variantOf!.fromStep, index: k + 1 } });
+      expect(rec.steps.filter((x) => x.replayed).map((x) => x.name)).toEqual(["seed data set", ...good.slice(0, k)]);
+      expect(rec.boots.map((b) => b.reason).slice(0, 2)).toEqual(["resume", "fork"]);
     });
   }
 
