@@ -184,6 +184,7 @@ for (let i = 0; i < runs; i++) {
   const cf = await checkpointAndFork(i);
   s.checkpoint.push(cf.checkpoint);
   s.fork.push(cf.fork);
+  note(`round ${i + 1}: cold ${s.cold.at(-1)} ms, bare ${s.bare.at(-1)} ms, warm ${s.warm.at(-1)} ms, checkpoint ${cf.checkpoint} ms, fork to ssh ${cf.fork} ms`);
 }
 const scenario = await loadScenario("root-to-lvm");
 for (let i = 0; i < scenarioRuns; i++) {
@@ -192,12 +193,14 @@ for (let i = 0; i < scenarioRuns; i++) {
   const r = await runScenario(scenario, { reportDir: join(tmp.path, "reports") });
   if (r.verdict !== "pass") throw new Error(`root-to-lvm failed during the benchmark: ${r.error?.message}`);
   s.scenario.push(Date.now() - t);
+  note(`root-to-lvm alone: ${s.scenario.at(-1)} ms`);
   // The same flagship with its twin beside it, forked from its checkpoint: what the twin adds.
   note(`root-to-lvm and its twin ${i + 1}/${scenarioRuns}`);
   const t2 = Date.now();
   const pair = await runMany([scenario, await loadScenario("root-to-lvm-no-relabel")], { jobs: 2, reportDir: join(tmp.path, "pairs"), accel });
   if (pair.some((r) => r.verdict !== "pass")) throw new Error(`the pair failed during the benchmark: ${pair.map((r) => `${r.scenario} ${r.verdict}`).join(", ")}`);
   s.pair.push(Date.now() - t2);
+  note(`root-to-lvm + its forked twin, jobs 2: ${s.pair.at(-1)} ms`);
 }
 
 // The sweep: all default rows of root-to-lvm × power-cut, forked from one run; and, if asked, the old way.
@@ -206,6 +209,7 @@ const boundaries = defaultBoundaries(plan.steps);
 note(`sweep root-to-lvm --fault power-cut: ${boundaries.length} rows`);
 const sw = await sweep(scenario, { fault: "power-cut", boundaries, jobs: 2, reportDir: join(tmp.path, "sweep"), accel });
 if (sw.rows.some((r) => r.verdict !== "pass")) throw new Error("a sweep row failed during the benchmark");
+note(`sweep, ${sw.rows.length} rows forked: ${sw.wallMs} ms: ${sw.rows.map((r) => `${r.at}:${r.root.which}/${r.data.state}`).join(" ")}`);
 const sweepTable = sw.rows.map((r) => `${r.at}:${r.root.which}/${r.data.state}`).join(" ");
 let sweepBaselineMs: number | null = null;
 if (values["sweep-baseline"]) {
