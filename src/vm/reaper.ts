@@ -20,7 +20,12 @@ function killAll(signal: NodeJS.Signals = "SIGKILL"): number[] {
   return pids;
 }
 
-/** Whether a process is gone: no such pid, or only its zombie left for its parent to reap. */
+/**
+ * Whether a process is gone: no such pid, or only its zombie left for its
+ * parent to reap, with its memory released. A multi-threaded process such as
+ * QEMU shows its leader as a zombie while its other threads still tear down;
+ * until its memory is released its command line can still be read.
+ */
 function gone(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -28,7 +33,8 @@ function gone(pid: number): boolean {
     return true;
   }
   try {
-    return readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /, "").startsWith("Z");
+    const zombie = readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /, "").startsWith("Z");
+    return zombie && readFileSync(`/proc/${pid}/cmdline`, "utf8") === "";
   } catch {
     return true;
   }
