@@ -10,7 +10,7 @@ import { cmdImageBuild, cmdImageHash, cmdImageList, cmdImageRm, cmdDiskCreate, c
 import { cmdBackupBoot, cmdInspect, cmdRestoreBoot } from "./commands/dr.ts";
 import { cmdDoctor, cmdSetup } from "./commands/host.ts";
 import { cmdConsole, cmdPs, cmdSsh, cmdStop } from "./commands/machines.ts";
-import { cmdFaults, cmdList, cmdRun, cmdSweep } from "./commands/scenarios.ts";
+import { cmdFaults, cmdList, cmdRehearse, cmdRun, cmdSweep } from "./commands/scenarios.ts";
 import { UsageError } from "../src/errors.ts";
 
 const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
@@ -68,7 +68,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     withSelection(
       program
         .command("run")
-        .description("run scenarios by name (scenarios/NAME.ts) or file, or all of them")
+        .description("run scenarios by name (scenarios/NAME.ts) or file (a scenario module, or a Markdown or shell runbook), or all of them")
         .argument("[scenarios...]", "scenario names or files")
         .option("--all", "every scenario (--tag alone also starts from all of them)")
         .option("-j, --jobs <n>", "parallel runs (default from cores and memory)")
@@ -79,11 +79,21 @@ export function buildProgram(setExit: (code: number) => void): Command {
     "the step the fault goes in before (or during, with --after / --after-written)",
   ).action(act((names: string[], o) => cmdRun(names, o)));
 
+  program
+    .command("rehearse")
+    .description("rehearse runbook documents (Markdown or shell) on a real guest, block by block, then reboot through the firmware and judge")
+    .argument("<runbooks...>", "runbook files, or names in runbooks/ (NAME.md or NAME.sh)")
+    .option("-j, --jobs <n>", "parallel runs (default from cores and memory)")
+    .option("--report-dir <dir>", "parent of the run directories (default ./reports or $VMLAB_REPORTS)")
+    .option("--keep <when>", "leave the machine running: always (bare --keep) or on-failure")
+    .option("--stop-before <block>", "stop before this block (numbered by `vmlab sweep RUNBOOK --fault power-cut --plan`) and keep the machine there")
+    .action(act((names: string[], o) => cmdRehearse(names, o)));
+
   withFault(
     program
       .command("sweep")
       .description("the danger map: the scenario once per step boundary with the fault injected there")
-      .argument("<scenario>", "scenario name or file")
+      .argument("<scenario>", "scenario name or file (a runbook too: its blocks are the steps)")
       .option("-j, --jobs <n>", "parallel runs (default from cores and memory)")
       .option("--report-dir <dir>", "parent of the sweep directory")
       .option("--plan", "list the numbered steps and the swept ones, and stop"),

@@ -1,5 +1,7 @@
 /** Scenarios: `vmlab list`, `run`, `sweep` and `faults`, with the progress display and the run summary. */
-import { join } from "node:path";
+import { existsSync } from "node:fs";
+import { readdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import { availableParallelism, freemem } from "node:os";
 import ora, { type Ora } from "ora";
 import { UsageError } from "../../src/errors.ts";
@@ -11,7 +13,7 @@ import { parseSize } from "../../src/disk/size.ts";
 import { faultByName, FAULTS } from "../../src/faults/index.ts";
 import type { InjectSpec } from "../../src/faults/types.ts";
 import { reportHead } from "../../src/scenario/report.ts";
-import { loadScenario, scenarioNames } from "../../src/scenario/registry.ts";
+import { loadScenario, runbooksDir, scenarioNames } from "../../src/scenario/registry.ts";
 import { runMany } from "../../src/suite/variants.ts";
 import type { RunEvent, Scenario, ScenarioReport, StepRecord } from "../../src/scenario/types.ts";
 import { defaultDurationsPath, durationMap, readDurations, recordDurations } from "../../src/suite/durations.ts";
@@ -280,6 +282,26 @@ export async function cmdRun(names: string[], o: RunOptions): Promise<number> {
   const failed = reports.filter((r) => r.verdict !== "pass");
   if (reports.length > 1) out(`\n${reports.length - failed.length} passed, ${failed.length} failed${failed.length ? `: ${failed.map((r) => r.scenario).join(", ")}` : ""}`);
   return failed.length ? 1 : 0;
+}
+
+/**
+ * `vmlab rehearse`: runbooks by path, or by name from runbooks/, run as
+ * scenarios (the same reports, forks, --keep and --stop-before).
+ */
+export async function cmdRehearse(names: string[], o: Pick<RunOptions, "jobs" | "reportDir" | "keep" | "stopBefore">): Promise<number> {
+  const files: string[] = [];
+  for (const n of names) files.push(await runbookPath(n));
+  return cmdRun(files, o);
+}
+
+async function runbookPath(nameOrFile: string): Promise<string> {
+  if (nameOrFile.includes("/") || /\.[A-Za-z]+$/.test(nameOrFile)) return resolve(nameOrFile);
+  for (const ext of [".md", ".sh"]) {
+    const f = join(runbooksDir, nameOrFile + ext);
+    if (existsSync(f)) return f;
+  }
+  const known = existsSync(runbooksDir) ? (await readdir(runbooksDir)).filter((f) => /\.(md|sh)$/.test(f) && f !== "README.md").map((f) => f.replace(/\.(md|sh)$/, "")) : [];
+  throw new UsageError(`no runbook "${nameOrFile}" in ${runbooksDir}`, { hint: `give the path of a Markdown or shell runbook${known.length ? `, or one of: ${known.join(", ")}` : ""}` });
 }
 
 export interface SweepOptions extends FaultOptions {

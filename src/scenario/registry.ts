@@ -6,8 +6,10 @@ import { projectRoot } from "../paths.ts";
 import { importDefault } from "../util/import.ts";
 import type { Scenario } from "./types.ts";
 import { expectationProblems } from "../verdict/expect.ts";
+import { loadRunbook } from "../runbook/scenario.ts";
 
 export const scenariosDir = join(projectRoot, "scenarios");
+export const runbooksDir = join(projectRoot, "runbooks");
 
 export async function scenarioNames(): Promise<string[]> {
   const files = await readdir(scenariosDir);
@@ -16,10 +18,12 @@ export async function scenarioNames(): Promise<string[]> {
 
 /** A scenario by name (scenarios/NAME.ts) or by path to a file. */
 export async function loadScenario(nameOrFile: string): Promise<Scenario> {
-  const looksLikeFile = nameOrFile.includes("/") || /\.(ts|js|mjs)$/.test(nameOrFile);
+  const looksLikeFile = nameOrFile.includes("/") || /\.(ts|js|mjs|md|markdown|sh|bash)$/.test(nameOrFile);
   if (looksLikeFile) {
     const file = resolve(nameOrFile);
     if (!existsSync(file)) throw new UsageError(`scenario file ${file} does not exist`);
+    // A runbook document (Markdown or shell) is a scenario too; anything else that is not code is refused there.
+    if (!/\.(ts|js|mjs)$/.test(file)) return validateScenario(await loadRunbook(file), file);
     return validateScenario(await importDefault<Scenario>(file, "scenario file"), file);
   }
   const names = await scenarioNames();

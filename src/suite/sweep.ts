@@ -12,6 +12,7 @@ import { defaultReportsDir } from "../paths.ts";
 import { runScenario } from "../scenario/runner.ts";
 import { chooseAccel, type AccelChoice } from "../host/kvm.ts";
 import PQueue from "p-queue";
+import { FINAL_REBOOT_STEP } from "../runbook/scenario.ts";
 import type { ForkSource } from "../scenario/share.ts";
 import { removeCheckpoint, type Checkpoint } from "../vm/checkpoint.ts";
 import type { ProbeResult, RunEvent, Scenario, ScenarioContext, ScenarioReport } from "../scenario/types.ts";
@@ -56,12 +57,21 @@ export async function planSteps(s: Scenario): Promise<{ steps: string[]; complet
 const REBOOT_STEP = /^(reboot|power|boot)\b/i;
 
 /**
+ * The step that ends a procedure: a runbook's blocks may reboot on the way
+ * (a reboot into a degraded array) and go on, so a runbook ends at the lab's
+ * own final reboot; a scenario at its first reboot step.
+ */
+function endsProcedure(name: string, steps: readonly string[]): boolean {
+  return steps.includes(FINAL_REBOOT_STEP) ? name === FINAL_REBOOT_STEP : REBOOT_STEP.test(name);
+}
+
+/**
  * The boundaries a sweep covers by default: before each step of the
  * procedure, up to and including the boundary before the first reboot (after
  * which the procedure is over and the scenario only verifies).
  */
 export function defaultBoundaries(steps: string[]): number[] {
-  const reboot = steps.findIndex((n) => REBOOT_STEP.test(n));
+  const reboot = steps.findIndex((n) => endsProcedure(n, steps));
   const last = reboot >= 0 ? reboot + 1 : steps.length + 1;
   return Array.from({ length: last }, (_, i) => i + 1);
 }
@@ -149,7 +159,7 @@ export async function sweep(s: Scenario, o: SweepOptions): Promise<SweepResult> 
   const wanted = (name: string, index: number): boolean => {
     if (o.boundaries !== "default") return o.boundaries.includes(index);
     if (pastReboot) return false;
-    if (REBOOT_STEP.test(name)) pastReboot = true;
+    if (s.tags?.includes("runbook") ? name === FINAL_REBOOT_STEP : REBOOT_STEP.test(name)) pastReboot = true;
     return true;
   };
   const pending: Promise<unknown>[] = [];
