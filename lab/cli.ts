@@ -169,7 +169,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    await program.parseAsync(argv[0] === "run" ? keepArg(argv) : argv, { from: "user" });
+    await program.parseAsync(argv[0] === "run" || argv[0] === "rehearse" ? keepArg(argv) : argv, { from: "user" });
   } catch (err) {
     if (err instanceof CommanderError) {
       // Help asked for is a success; anything commander refused is bad usage (it has printed why).

@@ -24,7 +24,7 @@ const EOF_MARK = "@@vmlab-runbook-eof@@";
  * never carried from one block to the next.
  */
 const NOT_CARRIED =
-  "__vmlab*|BASH*|EUID|PPID|UID|SHELLOPTS|SHLVL|PWD|OLDPWD|LINENO|RANDOM|SRANDOM|SECONDS|EPOCHREALTIME|EPOCHSECONDS|FUNCNAME|GROUPS|PIPESTATUS|DIRSTACK|HOSTNAME|HOSTTYPE|MACHTYPE|OSTYPE|OPTERR|OPTIND|OPTARG|IFS|COLUMNS|LINES|HIST*|COMP_*|SSH_*|_|PS1|PS2|PS4|TERM|MAIL|MAILCHECK|MAILPATH|LOGNAME|USER|HOME|SHELL|MOTD_SHOWN|XDG_*";
+  "INVOCATION_ID|SYSTEMD_EXEC_PID|JOURNAL_STREAM|HUSHLOGIN|__vmlab*|BASH*|EUID|PPID|UID|SHELLOPTS|SHLVL|PWD|OLDPWD|LINENO|RANDOM|SRANDOM|SECONDS|EPOCHREALTIME|EPOCHSECONDS|FUNCNAME|GROUPS|PIPESTATUS|DIRSTACK|HOSTNAME|HOSTTYPE|MACHTYPE|OSTYPE|OPTERR|OPTIND|OPTARG|IFS|COLUMNS|LINES|HIST*|COMP_*|SSH_*|_|PS1|PS2|PS4|TERM|MAIL|MAILCHECK|MAILPATH|LOGNAME|USER|HOME|SHELL|MOTD_SHOWN|XDG_*";
 
 /** The bash script of one block: the state before it, errexit, and what saves the state after it. */
 export function blockScript(block: Pick<RunbookBlock, "text">, state: string): { script: string; preludeLines: number } {
@@ -53,7 +53,9 @@ export function blockScript(block: Pick<RunbookBlock, "text">, state: string): {
     `trap 'printf "\\n%s %s %s\\n" "${ERROR_MARK}" "$LINENO" "$BASH_COMMAND" >&2' ERR`,
     "set -eE",
   ].filter((l) => l !== "");
-  return { script: `${prelude.join("\n")}\n${block.text}\n`, preludeLines: prelude.length };
+  const head = prelude.join("\n");
+  // The state is many lines in one entry: count the lines, not the entries.
+  return { script: `${head}\n${block.text}\n`, preludeLines: head.split("\n").length };
 }
 
 /**

@@ -201,8 +201,10 @@ describe("one shell across blocks", () => {
     expect(b.stdout.trim()).toBe("/tmp/vmlab-rb-state|hello world|two\nlines|3");
   });
 
-  it("stops at the first failing command and names it with its line in the block", () => {
-    const r = run("echo one\nls /does-not-exist-vmlab\necho never", "");
+  it("stops at the first failing command and names it with its line in the block, whatever state came before", () => {
+    const state = run('cd /tmp\nexport A="two\nlines"\nf() {\n  echo "$@"\n}', "").state!;
+    expect(state.split("\n").length).toBeGreaterThan(4);
+    const r = run("echo one\nls /does-not-exist-vmlab\necho never", state);
     expect(r.code).toBe(2);
     expect(r.failed).toEqual({ line: 2, command: "ls /does-not-exist-vmlab" });
     expect(r.stdout.trim()).toBe("one");
