@@ -6,7 +6,7 @@
 import { Command, CommanderError } from "commander";
 import { VmlabError } from "../src/errors.ts";
 import { DETACH_KEY } from "../src/vm/console.ts";
-import { cmdImageBuild, cmdImageHash, cmdImageList, cmdImageRm, cmdDiskCreate, cmdDiskInfo, cmdReportMerge } from "./commands/assets.ts";
+import { cmdImageBuild, cmdImageHash, cmdImageList, cmdImageRm, cmdDiskCreate, cmdDiskInfo, cmdReportHtml, cmdReportMerge } from "./commands/assets.ts";
 import { cmdBackupBoot, cmdInspect, cmdRestoreBoot } from "./commands/dr.ts";
 import { cmdDoctor, cmdSetup } from "./commands/host.ts";
 import { cmdConsole, cmdPs, cmdSsh, cmdStop } from "./commands/machines.ts";
@@ -128,13 +128,18 @@ export function buildProgram(setExit: (code: number) => void): Command {
     );
   program.command("stop").description("end kept machines and remove their disks").argument("[ids...]").option("--all", "every kept machine").action(act((ids: string[], o) => cmdStop(ids, o)));
 
-  const report = program.command("report").description("reports of several runs");
+  const report = program.command("report").description("reports: merge runs, render HTML pages");
   report
     .command("merge")
     .description("merge report directories (CI shards) into one junit.xml, summary and failures/")
     .argument("<dirs...>")
     .option("--out <dir>", "where to write (default ./reports-merged)")
     .action(act((dirs: string[], o) => cmdReportMerge(dirs, o)));
+  report
+    .command("html")
+    .description("(re)render report.html of run directories and sweep.html of sweep directories")
+    .argument("<dirs...>", "run directories (with a report.json) or sweep directories (with a sweep.json)")
+    .action(act((dirs: string[]) => cmdReportHtml(dirs)));
 
   const image = program.command("image").description("images built from recipes (images/NAME.ts)");
   image.command("build").description("build images (cached by recipe hash)").argument("[recipes...]", "default: all").option("--rebuild", "build even if cached").action(act((names: string[], o) => cmdImageBuild(names, o)));

@@ -1,4 +1,4 @@
-/** Images, disks and reports: `vmlab image`, `vmlab disk`, `vmlab report merge`. */
+/** Images, disks and reports: `vmlab image`, `vmlab disk`, `vmlab report merge`, `vmlab report html`. */
 import { createHash } from "node:crypto";
 import ora from "ora";
 import { createImage, imageInfo } from "../../src/disk/qemu-img.ts";
@@ -8,6 +8,7 @@ import { ensureImage, listImages, recipeHash, removeImage } from "../../src/imag
 import { labKey } from "../../src/image/keys.ts";
 import { loadRecipe, recipeNames } from "../../src/image/recipes.ts";
 import { mergeReports, summaryText } from "../../src/suite/merge.ts";
+import { renderHtmlReports } from "../../src/report/files.ts";
 import { out } from "../output.ts";
 
 export async function cmdImageBuild(names: string[], o: { rebuild?: boolean }): Promise<number> {
@@ -79,6 +80,11 @@ export async function cmdReportMerge(dirs: string[], o: { out?: string }): Promi
   const outDir = o.out ?? "reports-merged";
   const summary = await mergeReports(dirs, outDir);
   process.stdout.write(summaryText(summary));
-  out(`merged into ${outDir}: junit.xml, summary.txt, summary.json, durations.json${summary.failed ? ", failures/" : ""}`);
+  out(`merged into ${outDir}: junit.xml, summary.txt, summary.json, durations.json, index.html${summary.failed ? ", failures/" : ""}`);
   return summary.failed ? 1 : 0;
+}
+
+export async function cmdReportHtml(dirs: string[]): Promise<number> {
+  for (const f of await renderHtmlReports(dirs)) out(f);
+  return 0;
 }

@@ -138,7 +138,7 @@ function summarize(r: ScenarioReport): void {
       out(r.error.consoleTail.split("\n").map((l) => `    | ${l}`).join("\n"));
     }
   }
-  out(`  report: ${r.runDir}/report.json`);
+  out(`  report: ${r.runDir}/report.json (and report.html)`);
 }
 
 function printKept(r: ScenarioReport): void {
@@ -366,6 +366,6 @@ export async function cmdSweep(name: string, o: SweepOptions): Promise<number> {
   });
   out("");
   for (const l of sweepTable(result)) out(l);
-  out(`table: ${join(result.dir, "sweep.txt")} (and sweep.json)`);
+  out(`table: ${join(result.dir, "sweep.txt")} (and sweep.json, sweep.html)`);
   return result.rows.some((r) => r.verdict !== "pass") ? 1 : 0;
 }

@@ -22,6 +22,7 @@ import { DataSet } from "./dataset.ts";
 import { observeFinal } from "./final.ts";
 import { prepareMachine, startMachine } from "./prepare.ts";
 import { junitXml } from "./report.ts";
+import { writeRunHtml } from "../report/files.ts";
 import { StepRecorder } from "./steps.ts";
 import type { ProbeResult, RunEvent, Scenario, ScenarioContext, ScenarioReport } from "./types.ts";
 
@@ -87,7 +88,7 @@ function runId(name: string): string {
  * Run one scenario: build or reuse its image, boot a machine on a private
  * overlay, seed the data set, run the steps, observe the final state, judge
  * the verdict against the scenario's declared expectation, and write
- * report.json, junit.xml and the console logs. The QEMU process is ended on
+ * report.json, junit.xml, report.html and the console logs. The QEMU process is ended on
  * every path.
  */
 export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<ScenarioReport> {
@@ -370,6 +371,8 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     report.durationMs = Date.now() - started;
     await writeFile(join(runDir, "report.json"), JSON.stringify(report, null, 2) + "\n");
     await writeFile(join(runDir, "junit.xml"), junitXml([report]));
+    // The page is for people; a page that cannot be rendered never fails the run.
+    await writeRunHtml(report, runDir).catch((err: Error) => emit({ type: "log", scenario: s.name, message: `could not write report.html: ${err.message}` }));
     emit({ type: "done", report });
   }
   return report;

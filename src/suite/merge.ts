@@ -8,11 +8,14 @@
  *   summary.txt      one line per scenario run and the totals
  *   summary.json     { total, passed, failed, inputs, scenarios: [...] }
  *   durations.json   for balancing the next run's shards (src/suite/durations.ts)
- *   failures/<run>/  report.json, junit.xml and the *.log files of each failing run
+ *   index.html       one row per run: verdict, scenario, duration, a link to its report.html
+ *   failures/<run>/  report.json, report.html, junit.xml and the *.log files of each failing run
  */
 import { copyFile, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { basename, join, relative, resolve } from "node:path";
 import { UsageError } from "../errors.ts";
+import { readRunConsoles } from "../report/files.ts";
+import { renderIndexHtml, renderRunHtml, type IndexEntry } from "../report/html.ts";
 import { junitXml } from "../scenario/report.ts";
 import type { ScenarioReport } from "../scenario/types.ts";
 import { mergeDurations, writeDurations } from "./durations.ts";
@@ -62,7 +65,8 @@ async function walk(dir: string, skip: string, depth: number, found: string[]): 
   for (const e of entries) if (e.isDirectory()) await walk(join(dir, e.name), skip, depth + 1, found);
 }
 
-function checkReport(x: unknown, file: string): ScenarioReport {
+/** The report, or a UsageError saying why `file` is not a vmlab report. */
+export function checkReport(x: unknown, file: string): ScenarioReport {
   const r = x as ScenarioReport;
   const problems: string[] = [];
   if (!r || typeof r !== "object") problems.push("not an object");
@@ -102,6 +106,22 @@ export async function collectReports(inputs: string[], skip = ""): Promise<Found
   return out.sort((a, b) => a.report.scenario.localeCompare(b.report.scenario) || a.report.startedAt.localeCompare(b.report.startedAt) || a.dir.localeCompare(b.dir));
 }
 
+/**
+ * report.html of a failing run in its failures/ directory: rendered from the
+ * report and its console logs, or the run's own page copied when rendering
+ * fails. A page that cannot be had is a warning, not a failed merge.
+ */
+async function keepRunHtml(f: FoundReport, keep: string): Promise<boolean> {
+  try {
+    await writeFile(join(keep, "report.html"), renderRunHtml(f.report, await readRunConsoles(f.report, f.dir)));
+    return true;
+  } catch (err) {
+    const copied = await copyFile(join(f.dir, "report.html"), join(keep, "report.html")).then(() => true, () => false);
+    process.stderr.write(`vmlab: could not render report.html for ${f.dir}: ${(err as Error).message}${copied ? " (copied the run's own)" : ""}\n`);
+    return copied;
+  }
+}
+
 export function summaryText(s: MergeSummary): string {
   const width = Math.max(8, ...s.scenarios.map((x) => x.scenario.length));
   const lines = [`vmlab: ${s.total} scenario run${s.total === 1 ? "" : "s"}: ${s.passed} passed, ${s.failed} failed (from ${s.inputs.length} report director${s.inputs.length === 1 ? "y" : "ies"})`];
@@ -121,6 +141,7 @@ export async function mergeReports(inputs: string[], outDir: string): Promise<Me
   const summary: MergeSummary = { total: found.length, passed: 0, failed: 0, inputs: inputs.map((i) => resolve(i)), scenarios: [] };
   await mkdir(out, { recursive: true });
   const usedNames = new Set<string>();
+  const index: IndexEntry[] = [];
   for (const f of found) {
     const r = f.report;
     const entry: MergeSummary["scenarios"][number] = {
@@ -130,8 +151,12 @@ export async function mergeReports(inputs: string[], outDir: string): Promise<Me
       startedAt: r.startedAt,
       from: relative(f.input, f.dir) || basename(f.dir),
     };
-    if (r.verdict === "pass") summary.passed++;
-    else {
+    // A passing run's page stays where it is: linked when it exists.
+    let href: string | undefined;
+    if (r.verdict === "pass") {
+      summary.passed++;
+      if (await stat(join(f.dir, "report.html")).then((s) => s.isFile(), () => false)) href = `${relative(out, f.dir)}/report.html`;
+    } else {
       summary.failed++;
       entry.failedStep = r.error?.step;
       entry.error = r.error?.message;
@@ -144,9 +169,12 @@ export async function mergeReports(inputs: string[], outDir: string): Promise<Me
         if (file === "report.json" || file === "junit.xml" || file.endsWith(".log")) await copyFile(join(f.dir, file), join(keep, file));
       }
       entry.artifacts = relative(out, keep);
+      if (await keepRunHtml(f, keep)) href = `${entry.artifacts}/report.html`;
     }
     summary.scenarios.push(entry);
+    index.push({ ...entry, href: href?.split("\\").join("/") });
   }
+  await writeFile(join(out, "index.html"), renderIndexHtml(index));
   await writeFile(join(out, "junit.xml"), junitXml(found.map((f) => f.report)));
   await writeFile(join(out, "summary.json"), JSON.stringify(summary, null, 2) + "\n");
   await writeFile(join(out, "summary.txt"), summaryText(summary));

@@ -10,6 +10,7 @@ import type { FaultName } from "../faults/index.ts";
 import type { InjectSpec } from "../faults/types.ts";
 import { defaultReportsDir } from "../paths.ts";
 import { runScenario } from "../scenario/runner.ts";
+import { writeSweepHtml } from "../report/files.ts";
 import { chooseAccel, type AccelChoice } from "../host/kvm.ts";
 import PQueue from "p-queue";
 import { FINAL_REBOOT_STEP } from "../runbook/scenario.ts";
@@ -142,7 +143,7 @@ export interface SweepResult {
  * power-cycles and observes. Rows start as soon as their checkpoint exists,
  * `jobs` runs at a time counting the recording run. A row whose checkpoint
  * never came (the recording run failed before its step) runs the whole
- * procedure itself. sweep.json and sweep.txt are written in the sweep's
+ * procedure itself. sweep.json, sweep.txt and sweep.html are written in the sweep's
  * directory, the recording run's report beside the rows'.
  */
 export async function sweep(s: Scenario, o: SweepOptions): Promise<SweepResult> {
@@ -215,6 +216,7 @@ export async function sweep(s: Scenario, o: SweepOptions): Promise<SweepResult> 
   };
   await writeFile(join(dir, "sweep.json"), JSON.stringify(result, null, 2) + "\n");
   await writeFile(join(dir, "sweep.txt"), sweepTable(result).join("\n") + "\n");
+  await writeSweepHtml(result).catch((err: Error) => o.onEvent?.({ type: "log", scenario: s.name, message: `could not write sweep.html: ${err.message}` }));
   return result;
 }
 

@@ -206,8 +206,16 @@ describe("report merge", () => {
     expect(await readFile(join(out, "summary.txt"), "utf8")).toContain("FAIL  beta");
     // The failing run's logs and report are kept; passing runs are not copied.
     expect((await readdir(join(out, "failures"))).sort()).toEqual(["beta-20260101T000000-bbbbbb"]);
-    expect((await readdir(join(out, "failures", "beta-20260101T000000-bbbbbb"))).sort()).toEqual(["junit.xml", "report.json", "vm.console.log", "vm.qemu.log"]);
+    expect((await readdir(join(out, "failures", "beta-20260101T000000-bbbbbb"))).sort()).toEqual(["junit.xml", "report.html", "report.json", "vm.console.log", "vm.qemu.log"]);
     expect(await readFile(join(out, "failures", "beta-20260101T000000-bbbbbb", "vm.console.log"), "utf8")).toContain("console of beta");
+    // The failing run's page, with its console, and an index of every run linking to it.
+    const page = await readFile(join(out, "failures", "beta-20260101T000000-bbbbbb", "report.html"), "utf8");
+    expect(page).toContain("pivot_root: Invalid argument &lt;&amp;&gt;");
+    expect(page).toContain("console of beta");
+    const index = await readFile(join(out, "index.html"), "utf8");
+    expect(XMLValidator.validate(index)).toBe(true);
+    expect(index.match(/<tr class="run /g)).toHaveLength(3);
+    expect(index).toContain('<a href="failures/beta-20260101T000000-bbbbbb/report.html">beta</a>');
     // Durations of every shard, for balancing the next run.
     expect((await readDurations(join(out, "durations.json"))).scenarios).toMatchObject({ alpha: { durationMs: 42_000 }, beta: { durationMs: 17_000 }, gamma: { durationMs: 42_000 } });
 
