@@ -10,6 +10,7 @@ import { cmdImageBuild, cmdImageHash, cmdImageList, cmdImageRm, cmdDiskCreate, c
 import { cmdBackupBoot, cmdInspect, cmdRestoreBoot } from "./commands/dr.ts";
 import { cmdDoctor, cmdSetup } from "./commands/host.ts";
 import { cmdConsole, cmdPs, cmdSsh, cmdStop } from "./commands/machines.ts";
+import { cmdCheck, cmdReboot, cmdRescue, cmdUp } from "./commands/handson.ts";
 import { cmdFaults, cmdList, cmdRehearse, cmdRun, cmdSweep } from "./commands/scenarios.ts";
 import { UsageError } from "../src/errors.ts";
 
@@ -99,6 +100,32 @@ export function buildProgram(setExit: (code: number) => void): Command {
       .option("--plan", "list the numbered steps and the swept ones, and stop"),
     "the steps to sweep, like 1,3-5 (default: every step up to the first reboot)",
   ).action(act((name: string, o) => cmdSweep(name, o)));
+
+  program
+    .command("up")
+    .description("start a kept machine from an image's warm state, with the data set seeded, and print how to reach it")
+    .argument("[image]", "image recipe (default debian12-bios)")
+    .option("--disks <sizes>", "blank extra disks, like 8G,8G (sdb, sdc, ...)")
+    .option("--memory <size>", "guest memory, like 2G (default 1G)")
+    .option("--report-dir <dir>", "parent of the machine's directory (default ./reports or $VMLAB_REPORTS)")
+    .action(act((image: string | undefined, o) => cmdUp(image, o)));
+  program
+    .command("reboot")
+    .description("reboot a kept machine through its firmware and print the classified boot with its evidence (exit 1 unless it reached SSH)")
+    .argument("<id>", "a kept machine's id, or a unique prefix")
+    .action(act((id: string) => cmdReboot(id)));
+  program
+    .command("check")
+    .description("say where / is on a kept machine and whether its data set is intact (exit 1 when not, or / is not on --root)")
+    .argument("<id>", "a kept machine's id, or a unique prefix")
+    .option("--root <device>", "where / must be, like /dev/mapper/sys-root")
+    .action(act((id: string, o) => cmdCheck(id, o)));
+  program
+    .command("rescue")
+    .description("power a kept machine off and boot the rescue system with its disks; --done boots the machine from its own disk again")
+    .argument("<id>", "a kept machine's id, or a unique prefix")
+    .option("--done", "power the rescue system off and boot the machine through its firmware")
+    .action(act((id: string, o) => cmdRescue(id, o)));
 
   program.command("faults").description("list the faults and how each is injected").action(act(() => cmdFaults()));
 

@@ -16,8 +16,9 @@ function age(iso: string): string {
 export async function cmdPs(o: { json?: boolean }): Promise<number> {
   const all = await listKept();
   // A dead machine is shown once, as dead, and cleaned right away: it never shows as alive.
-  const shown = all.map((e) => ({ ...e, ageS: Math.round((Date.now() - Date.parse(e.keptAt)) / 1000), cleaned: !e.alive }));
-  for (const e of all) if (!e.alive) await cleanKept(e);
+  // A machine parked for its rescue system is off on purpose: shown, never cleaned.
+  const shown = all.map((e) => ({ ...e, ageS: Math.round((Date.now() - Date.parse(e.keptAt)) / 1000), cleaned: !e.alive && !e.parked }));
+  for (const e of all) if (!e.alive && !e.parked) await cleanKept(e);
   if (o.json) {
     out(JSON.stringify(shown, null, 2));
     return 0;
@@ -28,10 +29,10 @@ export async function cmdPs(o: { json?: boolean }): Promise<number> {
   }
   const rows = [["ID", "SCENARIO", "VERDICT", "STATE", "AGE", "SSH", "PID", "REPORT"]];
   for (const e of shown) {
-    rows.push([e.id, e.scenario, e.verdict, e.alive ? "running" : "dead, cleaned", age(e.keptAt), e.sshPort ? `127.0.0.1:${e.sshPort}` : "-", String(e.pid), e.reportDir]);
+    rows.push([e.id, e.scenario, e.verdict, e.alive ? "running" : e.parked ? `off, in rescue ${e.parked.rescue}` : "dead, cleaned", age(e.keptAt), e.sshPort ? `127.0.0.1:${e.sshPort}` : "-", String(e.pid), e.reportDir]);
   }
   table(rows);
-  for (const e of shown) if (!e.alive) process.stderr.write(`${e.id}: ${e.why}; its disks and entry were removed\n`);
+  for (const e of shown) if (!e.alive && !e.parked) process.stderr.write(`${e.id}: ${e.why}; its disks and entry were removed\n`);
   return 0;
 }
 

@@ -8,6 +8,8 @@ import type { Machine } from "../vm/machine.ts";
  * extended attribute, the things a careless copy drops.
  */
 export const DATA_DIR = "/srv/vmlab-data";
+/** The seeded checksums, in the run directory: what `vmlab check` compares a kept machine's data set with. */
+export const DATASET_FILE = "dataset.json";
 
 export type Manifest = Record<string, string>;
 
@@ -60,6 +62,13 @@ export function compareManifests(before: Manifest, after: Manifest): DataCheck {
 
 export class DataSet {
   manifest: Manifest | null = null;
+
+  /** A data set seeded earlier (by another process), from its checksums. */
+  static fromManifest(manifest: Manifest): DataSet {
+    const d = new DataSet();
+    d.manifest = manifest;
+    return d;
+  }
   /** The last check, and the machine's action count right after it. */
   private last?: { vm: Machine; actions: number; check: DataCheck };
 

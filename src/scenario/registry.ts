@@ -21,7 +21,7 @@ export async function loadScenario(nameOrFile: string): Promise<Scenario> {
   const looksLikeFile = nameOrFile.includes("/") || /\.(ts|js|mjs|md|markdown|sh|bash)$/.test(nameOrFile);
   if (looksLikeFile) {
     const file = resolve(nameOrFile);
-    if (!existsSync(file)) throw new UsageError(`scenario file ${file} does not exist`);
+    if (!existsSync(file)) throw new UsageError(`${/\.(ts|js|mjs)$/.test(file) ? "scenario" : "runbook"} file ${file} does not exist`);
     // A runbook document (Markdown or shell) is a scenario too; anything else that is not code is refused there.
     if (!/\.(ts|js|mjs)$/.test(file)) return validateScenario(await loadRunbook(file), file);
     return validateScenario(await importDefault<Scenario>(file, "scenario file"), file);

@@ -18,7 +18,7 @@ import { FaultInjector, FaultStop } from "../faults/during.ts";
 import type { InjectSpec } from "../faults/types.ts";
 import { formatSize } from "../disk/size.ts";
 import { judge } from "../verdict/judge.ts";
-import { DataSet } from "./dataset.ts";
+import { DataSet, DATASET_FILE } from "./dataset.ts";
 import { observeFinal } from "./final.ts";
 import { prepareMachine, startMachine } from "./prepare.ts";
 import { junitXml } from "./report.ts";
@@ -185,7 +185,12 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     }
     data = new DataSet();
     if (s.seedData !== false) {
-      await step("seed data set", async () => log(`${Object.keys(await data!.seed(vm)).length} entries`));
+      await step("seed data set", async () => {
+        const manifest = await data!.seed(vm);
+        log(`${Object.keys(manifest).length} entries`);
+        // For `vmlab check` on a kept machine: the checksums the data set must still have.
+        await writeFile(join(runDir, DATASET_FILE), JSON.stringify(manifest, null, 1) + "\n");
+      });
       // In a fork the seeding was the recording run's: its checksums came from the replay.
       if (replay && replay.live === 0) report.steps.at(-1)!.replayed = true;
     }

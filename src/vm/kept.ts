@@ -18,6 +18,7 @@ import { basename, dirname, join, relative, isAbsolute } from "node:path";
 import { UsageError } from "../errors.ts";
 import { cacheDir } from "../paths.ts";
 import type { Machine } from "./machine.ts";
+import type { DiskAttachment } from "./qemu-args.ts";
 import { QmpClient } from "./qmp.ts";
 
 export interface KeptVm {
@@ -41,6 +42,14 @@ export interface KeptVm {
   reportDir: string;
   /** The machine's own disks (overlays in the report directory), removed when it ends. */
   overlays: string[];
+  /** How to start the machine again from its disks (`vmlab rescue --done`): its disks, memory and accelerator. */
+  disks?: DiskAttachment[];
+  memoryMiB?: number;
+  accel?: { accel: "kvm" | "tcg"; cpu: string };
+  /** Powered off while a rescue system works on its disks: the rescue machine's id. Not dead, not cleaned. */
+  parked?: { rescue: string; since: string };
+  /** A rescue system booted with this machine's disks (`vmlab rescue`). */
+  rescueOf?: string;
 }
 
 export interface KeptStatus extends KeptVm {
@@ -76,6 +85,11 @@ export function liveness(e: Pick<KeptVm, "pid" | "qmpSocket">): { alive: boolean
     return { alive: false, why: `process ${e.pid} is not this machine's QEMU (${args[0] || "?"})` };
   }
   return { alive: true };
+}
+
+/** Forget an entry without touching its disks (they go on with a new entry of the same machine). */
+export async function dropEntry(id: string): Promise<void> {
+  await rm(entryPath(id), { force: true });
 }
 
 /** Record a kept machine. */
@@ -120,7 +134,7 @@ export async function listKept(): Promise<KeptStatus[]> {
       out.push({ ...unreadable(id), alive: false, why: `entry ${join(keptDir(), f)} is not a kept-machine record` });
       continue;
     }
-    out.push({ ...e, ...liveness(e) });
+    out.push({ ...e, ...(e.parked ? { alive: false, why: `powered off while the rescue system ${e.parked.rescue} works on its disks` } : liveness(e)) });
   }
   return out.sort((a, b) => a.keptAt.localeCompare(b.keptAt) || a.id.localeCompare(b.id));
 }
@@ -165,6 +179,11 @@ export async function findKept(idOrPrefix: string): Promise<KeptStatus> {
 /** A kept machine that must be running; a dead one is cleaned and reported. */
 export async function requireAlive(idOrPrefix: string): Promise<KeptStatus> {
   const e = await findKept(idOrPrefix);
+  if (e.parked) {
+    throw new UsageError(`kept machine ${e.id} is powered off: the rescue system ${e.parked.rescue} has its disks`, {
+      hint: `\`vmlab ssh ${e.parked.rescue}\` to work in the rescue system; \`vmlab rescue ${e.id} --done\` boots ${e.id} from its own disk again`,
+    });
+  }
   if (!e.alive) {
     await cleanKept(e);
     throw new UsageError(`kept machine ${e.id} is no longer running: ${e.why}`, {
@@ -187,7 +206,7 @@ export function keptSshArgs(e: KeptVm, command: string[], tty: boolean): string[
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitDead(e: KeptVm, ms: number): Promise<boolean> {
+export async function waitDead(e: Pick<KeptVm, "pid" | "qmpSocket">, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
   for (;;) {
     if (!liveness(e).alive) return true;
@@ -201,7 +220,7 @@ async function waitDead(e: KeptVm, ms: number): Promise<boolean> {
  * after `graceMs`; then clean its overlays and entry. Returns how it ended.
  */
 export async function stopKept(e: KeptVm, graceMs = 10_000): Promise<"quit" | "killed" | "was-dead"> {
-  if (!liveness(e).alive) {
+  if (e.parked || !liveness(e).alive) {
     await cleanKept(e);
     return "was-dead";
   }
@@ -241,11 +260,11 @@ export async function stopKept(e: KeptVm, graceMs = 10_000): Promise<"quit" | "k
  */
 export async function keepMachine(
   m: Machine,
-  run: { scenario: string; verdict: "pass" | "fail"; runDir: string; startedAt: string },
+  run: { scenario: string; verdict: "pass" | "fail"; runDir: string; startedAt: string; id?: string },
 ): Promise<KeptVm> {
   const pid = m.release();
   const entry: KeptVm = {
-    id: keptId(run.scenario, run.runDir, m.opts.name),
+    id: run.id ?? keptId(run.scenario, run.runDir, m.opts.name),
     scenario: run.scenario,
     machine: m.opts.name,
     pid,
@@ -259,6 +278,9 @@ export async function keepMachine(
     serialLog: m.serialLog,
     reportDir: run.runDir,
     overlays: m.opts.disks.map((d) => d.path).filter((p) => inside(run.runDir, p)),
+    disks: m.opts.disks.map((d) => ({ ...d })),
+    ...(m.opts.memoryMiB ? { memoryMiB: m.opts.memoryMiB } : {}),
+    accel: m.opts.accel,
   };
   try {
     await saveKept(entry);

@@ -193,6 +193,23 @@ export class Machine {
     };
   }
 
+  /**
+   * Take over a QEMU that another vmlab process started and kept (src/handson):
+   * it is not this process's child, so `alive` (its pid and command line) says
+   * whether it still runs.
+   */
+  adopt(pid: number, sshPort: number, alive: () => boolean): void {
+    this.sshPort = sshPort;
+    this.exited = false;
+    const t = setInterval(() => {
+      if (alive()) return;
+      this.exited = true;
+      this.exitInfo = `QEMU (pid ${pid}) is gone`;
+      clearInterval(t);
+    }, 500);
+    t.unref();
+  }
+
   /** Current size of the serial log: the offset where the next boot begins. */
   async logOffset(): Promise<number> {
     try {

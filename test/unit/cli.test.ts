@@ -2,7 +2,7 @@
  * Bad input to the real `vmlab` command line: a clear message, exit code 2,
  * and nothing changed (no report directory, no disk file, no QEMU).
  */
-import { existsSync, mkdirSync, readdirSync, symlinkSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dir, type DirectoryResult } from "tmp-promise";
@@ -28,6 +28,29 @@ describe("vmlab command line: bad input", () => {
     expect(r.stderr).toContain('unknown scenario "root-to-lvn"');
     expect(r.stderr).toContain("vmlab list");
     expect(existsSync(reports)).toBe(false);
+  });
+
+  it("bad runbooks: exit 2 naming the file and line, nothing started, no report", async () => {
+    const reports = join(tmp.path, "rb");
+    const cases: [string, string, RegExp][] = [
+      ["notes.txt", "just prose\n", /neither a Markdown runbook nor a shell script/],
+      ["empty.md", "# Title\n\nOnly prose, and a ```yaml``` block:\n\n```yaml\na: 1\n```\n", /has no runnable block/],
+      ["directive.md", "# T\n\n<!-- vmlab: consloe -->\n```sh\ntrue\n```\n", /directive\.md:3: unknown directive "consloe"/],
+      ["key.md", "---\nimage: debian12-bios\nreboot: yes\n---\n```sh\ntrue\n```\n", /key\.md:2 \(front matter\): unknown key "reboot"/],
+      ["image.md", "---\nimage: debian11-bios\n---\n```sh\ntrue\n```\n", /unknown image "debian11-bios"/],
+      ["size.md", "---\ndisks: [8G, 8GB]\n---\n```sh\ntrue\n```\n", /bad disk size in `disks` "8GB"/],
+      ["size.sh", "#!/bin/sh\n# vmlab: disks: [eight]\n# step: a\ntrue\n", /bad disk size in `disks` "eight"/],
+    ];
+    for (const [name, text, message] of cases) {
+      const f = join(tmp.path, name);
+      writeFileSync(f, text);
+      const r = await vmlab(["rehearse", f, "--report-dir", reports]);
+      expect(r.exitCode, `${name}: ${r.stderr}`).toBe(2);
+      expect(r.stderr, name).toMatch(message);
+      expect(existsSync(reports), name).toBe(false);
+    }
+    const missing = await vmlab(["rehearse", "no-such-runbook"]);
+    expect([missing.exitCode, missing.stderr]).toEqual([2, expect.stringMatching(/no runbook "no-such-runbook" in .*runbooks.*root-to-lvm/s)]);
   });
 
   it("a scenario file that throws: exit 2 with the file and the error", async () => {

@@ -5,9 +5,9 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { UsageError } from "../../src/errors.ts";
 import { consoleCommands, parseDirectives, parseRunbook } from "../../src/runbook/parse.ts";
-import { firstDifference, loadRunbook } from "../../src/runbook/scenario.ts";
+import { firstDifference, loadRunbook, runbookScenario } from "../../src/runbook/scenario.ts";
 import { blockCommand, blockScript, readBlockOutput, rebootsItself } from "../../src/runbook/shell.ts";
-import { planSteps } from "../../src/suite/sweep.ts";
+import { defaultBoundaries, planSteps } from "../../src/suite/sweep.ts";
 import { validateScenario } from "../../src/scenario/registry.ts";
 
 const usage = (fn: () => unknown): UsageError => {
@@ -236,6 +236,18 @@ describe("the runbooks in runbooks/", () => {
     expect(plan.complete).toBe(true);
     expect(plan.steps).toEqual([...rb.blocks.map((b) => b.name), "reboot through firmware (end of the runbook)", "verify where / is and the data set"]);
     if (s.kind === "twin") expect(s.variantOf).toBeDefined();
+  });
+
+  it("a sweep of a runbook has one row per block and one after the last, whatever the blocks are called", async () => {
+    const s = await loadRunbook(join(dir, "root-to-lvm.md"));
+    const plan = await planSteps(s);
+    const blocksN = parseRunbook(readFileSync(join(dir, "root-to-lvm.md"), "utf8"), "root-to-lvm.md").blocks.length;
+    // Boundaries 1..blocks are before each block; blocks + 1 is before the lab's own reboot, after the last block.
+    expect(defaultBoundaries(plan.steps)).toEqual(Array.from({ length: blocksN + 1 }, (_, i) => i + 1));
+    // A block named like a reboot does not end the sweep: only the lab's final reboot does.
+    const rb = parseRunbook("## Reboot into the array\n\n<!-- vmlab: reboot -->\n```sh\nreboot\n```\n\n## Add the first disk\n\n```sh\ntrue\n```\n", "r.md");
+    const p2 = await planSteps(runbookScenario(rb));
+    expect(defaultBoundaries(p2.steps)).toEqual([1, 2, 3]);
   });
 
   it("a twin forks at the first block it changes", async () => {
