@@ -9,7 +9,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { dir } from "tmp-promise";
 import type { KeptStatus } from "../../src/vm/kept.ts";
-import { qemuPids, vmlab } from "./helpers.ts";
+import { runningQemuPids, vmlab } from "./helpers.ts";
 
 let reports = "";
 beforeAll(async () => {
@@ -78,15 +78,18 @@ describe("up, reboot, check, rescue and rescue --done on real guests", () => {
       expect(done.stdout).toMatch(/boot via firmware \(boot after rescue\): ssh .*a proven new boot/);
       const after = await ps();
       expect(after.map((e) => [e.id, e.alive])).toEqual([[id, true]]);
-      const again = await vmlab(["check", id!, "--root", "/dev/sda2"]);
+      // A cold boot names the two disks in the order the kernel's asynchronous scan finds them: / is the
+      // system disk's second partition, sda2 or sdb2 (fstab names it by LABEL, as it should).
+      const again = await vmlab(["check", id!]);
       expect(again.exitCode, again.stdout).toBe(0);
+      expect(again.stdout).toMatch(/\/ is \/dev\/sd[ab]2 \(ext3\)/);
       expect(again.stdout).toMatch(/data set: intact/);
     } finally {
       const stop = await vmlab(["stop", "--all"]);
       expect(stop.exitCode, stop.stderr).toBe(0);
     }
     expect(await ps()).toEqual([]);
-    expect(await qemuPids()).toEqual([]);
+    expect(await runningQemuPids()).toEqual([]);
   });
 
   it("bad input changes nothing: an unknown image, a bad size, an unknown machine", async () => {

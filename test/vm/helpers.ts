@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createReadStream, readFileSync } from "node:fs";
 import { execa } from "execa";
 import { copyFile, mkdir, readFile, readdir } from "node:fs/promises";
 import { basename, join } from "node:path";
@@ -18,6 +18,24 @@ export async function sha256File(path: string): Promise<string> {
 export async function qemuPids(): Promise<number[]> {
   const r = await execa("pgrep", ["-f", "qemu-system"], { reject: false });
   return String(r.stdout).split("\n").filter(Boolean).map(Number);
+}
+
+/**
+ * QEMU processes still running: a kept machine's QEMU ended by `vmlab stop`
+ * is not the stopping process's child, so it lingers as a zombie until init
+ * reaps it; a zombie runs nothing and holds no disk.
+ */
+export async function runningQemuPids(): Promise<number[]> {
+  const alive: number[] = [];
+  for (const pid of await qemuPids()) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      if (!/^[ZX]$/.test(stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3))) alive.push(pid);
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return alive;
 }
 
 /** Run the real `vmlab` command line. */

@@ -12,8 +12,10 @@ import { dir } from "tmp-promise";
 import type { ScenarioReport } from "../../src/scenario/types.ts";
 import { execa } from "execa";
 import { vmlab, keepReport } from "./helpers.ts";
+import { projectRoot } from "../../src/paths.ts";
 
 const SCENARIOS = ["lvm-snapshot-rollback", "lvm-snapshot-overflow", "lv-snapshot-offset-mount", "lv-snapshot-nested-lvm"];
+const RUNBOOKS = ["lvm-snapshot-rollback.md", "lvm-snapshot-too-small.md"];
 const reports: Record<string, ScenarioReport> = {};
 let run: Awaited<ReturnType<typeof vmlab>>;
 
@@ -22,7 +24,8 @@ const noLeftovers = { loops: [], dm: [] };
 
 beforeAll(async () => {
   const parent = (await dir({ unsafeCleanup: true })).path;
-  run = await vmlab(["run", "--jobs", "2", ...SCENARIOS, "--report-dir", parent]);
+  // The snapshot runbook and its twin share the run: six machines, two at a time.
+  run = await vmlab(["run", "--jobs", "2", ...SCENARIOS, ...RUNBOOKS.map((f) => join(projectRoot, "runbooks", f)), "--report-dir", parent]);
   for (const d of await readdir(parent)) {
     const r: ScenarioReport = JSON.parse(await readFile(join(parent, d, "report.json"), "utf8"));
     expect(reports[r.scenario], `one run of ${r.scenario}`).toBeUndefined();
@@ -46,9 +49,32 @@ function report(name: string): ScenarioReport {
 }
 
 describe("LVM snapshots on real guests", () => {
-  it("all four pass from one `vmlab run --jobs 2`", () => {
+  it("all four and the two runbooks pass from one `vmlab run --jobs 2`", () => {
     expect(run.exitCode, `${run.stdout}\n${run.stderr}`).toBe(0);
-    expect(Object.keys(reports).sort()).toEqual([...SCENARIOS].sort());
+    expect(Object.keys(reports).sort()).toEqual([...SCENARIOS, "runbook-lvm-snapshot-rollback", "runbook-lvm-snapshot-too-small"].sort());
+  });
+
+  it("the snapshot runbook rolls the upgrade back with lvconvert --merge and the machine reboots on its root; its twin's 4M snapshot overflows and the rollback is refused", () => {
+    const good = reports["runbook-lvm-snapshot-rollback"]!;
+    expect(good.verdict, JSON.stringify(good.error, null, 2)).toBe("pass");
+    // The runbook's own check (sha256sum -c against the sums taken before the upgrade) passed in the rollback block.
+    const rollback = good.steps.find((s) => s.name === "The upgrade went wrong: roll it back")!;
+    expect(rollback.status).toBe("passed");
+    const blocks = (good.facts.runbook as { blocks: { step: string; stdoutTail?: string }[] }).blocks;
+    expect(blocks.find((b) => b.step === rollback.name)?.stdoutTail).toMatch(/database: OK\nindex\.html: OK/);
+    expect(good.boots.at(-1)).toMatchObject({ via: "firmware", reason: "reboot", outcome: "ssh", newBoot: { proven: true } });
+    expect(good.final).toMatchObject({ root: { device: "/dev/sda2" }, data: { intact: true } });
+
+    const small = reports["runbook-lvm-snapshot-too-small"]!;
+    expect([small.kind, small.verdict]).toEqual(["twin", "pass"]);
+    expect(small.forkedFrom?.beforeStep.name).toBe("Take the snapshot");
+    const refused = small.steps.find((s) => s.name === "The upgrade went wrong: roll it back")!;
+    expect(refused.status).toBe("failed");
+    expect(refused.failure?.command).toBe("lvconvert --merge sys/website-before-upgrade");
+    expect(`${refused.error}\n${refused.failure?.stderr}`).toMatch(/[Ii]nvalid|Unable to merge/);
+    // The rehearsal stopped there, as a person would: no reboot after the failed rollback.
+    expect(small.steps.at(-1)!.name).not.toMatch(/^reboot/);
+    expect(small.facts.stoppedAtBlock).toMatchObject({ step: "The upgrade went wrong: roll it back" });
   });
 
   it("lvm-snapshot-rollback: the broken upgrade is undone byte for byte by rsync and by lvconvert --merge; the fixed upgrade stays after remove_snapshot", () => {
