@@ -232,6 +232,14 @@ async function rehearse(rb: ParsedRunbook, ctx: ScenarioContext): Promise<void> 
         hint: "the machine did not boot the root the runbook moves it to",
       });
     }
+    // A copy that still carries the root's UUID or label is a boot away from being mounted instead of it.
+    if (id.sameUuid.length > 1 || id.sameLabel.length > 1) {
+      throw new VmlabError(`/ (${id.device}) shares its identity with another filesystem: the next boot may mount that one`, {
+        where: `${rb.file}, after its last block`,
+        output: `UUID=${id.uuid}: ${id.sameUuid.join(", ")}\nLABEL=${id.label}: ${id.sameLabel.join(", ")}`,
+        hint: "give the old copy a new label and UUID (tune2fs -L old -U random), or wipe it",
+      });
+    }
     if (!check.intact) await ctx.data.expectIntact(vm);
   });
 }

@@ -14,6 +14,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadScenario } from "../../src/scenario/registry.ts";
+import { loadRunbook } from "../../src/runbook/scenario.ts";
 import type { ScenarioReport } from "../../src/scenario/types.ts";
 import { expectationProblems, type Expectation } from "../../src/verdict/expect.ts";
 import { judge, type Observations } from "../../src/verdict/judge.ts";
@@ -168,3 +169,29 @@ describe("the README's pass-conditions table", () => {
     expect(tableInReadme(readme), "run `vmlab list --markdown` and paste it between the README's markers").toBe(expectationTable(scenarios));
   });
 });
+
+describe("the runbooks in runbooks/, judged on their recorded runs (test/fixtures/runs/runbooks)", () => {
+  const RB = join(DIR, "runbooks");
+  const rbRecorded = (name: string): ScenarioReport => JSON.parse(readFileSync(join(RB, `${name}.json`), "utf8"));
+  const PAIRS: [twin: string, good: string][] = [
+    ["root-to-lvm-no-relabel.md", "root-to-lvm.md"],
+    ["lvm-snapshot-too-small.md", "lvm-snapshot-rollback.md"],
+  ];
+  for (const [twinFile, goodFile] of PAIRS) {
+    it(`${goodFile} and ${twinFile} each pass on their own recording; the twin fails on the good path's`, async () => {
+      const good = await loadRunbook(join(projectRoot, "runbooks", goodFile));
+      const twin = await loadRunbook(join(projectRoot, "runbooks", twinFile));
+      for (const s of [good, twin]) {
+        const v = judge(s.expect, obs(rbRecorded(s.name), s.kind ?? "rehearsal"));
+        expect(v.verdict, [...v.reasons, ...v.observed].join("\n")).toBe("pass");
+      }
+      const v = judge({ failure: twin.expect!.failure }, obs(rbRecorded(good.name), "twin"));
+      expect(v.verdict, v.reasons.join("\n")).toBe("fail");
+      expect(v.reasons[0]).toBe("the predicted failure was not observed");
+      // And the good path's promise does not hold on the twin's machine (where the twin stopped early, it is not even observed).
+      const back = judge(good.expect, obs(rbRecorded(twin.name), "rehearsal"));
+      if (twin.name.endsWith("too-small")) expect(back.verdict).toBe("fail");
+    });
+  }
+});
+
