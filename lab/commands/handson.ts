@@ -7,6 +7,7 @@ import { DATA_DIR } from "../../src/scenario/dataset.ts";
 import { DETACH_KEY } from "../../src/vm/console.ts";
 import type { BootRecord } from "../../src/vm/machine.ts";
 import { out } from "../output.ts";
+import { cleanOrphans } from "./scenarios.ts";
 
 function bootLines(b: BootRecord): string[] {
   const proof = b.newBoot ? (b.newBoot.proven ? ", a proven new boot" : ", NOT a proven new boot") : "";
@@ -17,6 +18,7 @@ export async function cmdUp(image: string | undefined, o: { disks?: string; memo
   const checked = await checkUp({ image, disks: o.disks?.split(","), memory: o.memory });
   requireTool("qemu-system-x86_64");
   requireTool("qemu-img");
+  await cleanOrphans();
   const accel = await chooseAccel();
   const { report, kept } = await up({ image: checked.image, disks: checked.disks, memory: o.memory, reportDir: o.reportDir, onEvent: (e) => e.type === "step-end" && process.stderr.write(`… ${e.step.name} (${(e.step.durationMs / 1000).toFixed(1)} s)\n`) }, accel);
   void report;
@@ -58,6 +60,7 @@ export async function cmdRescue(id: string, o: { done?: boolean }): Promise<numb
     out(`  SSH on 127.0.0.1:${entry.sshPort}, QEMU pid ${entry.pid}`);
     return boot.outcome === "ssh" ? 0 : 1;
   }
+  await cleanOrphans();
   const { target, rescue, boot } = await rescueKept(id);
   out(`${target.id}: powered off; the rescue system ${rescue.id} has its disks`);
   for (const l of bootLines(boot)) out(`  ${l}`);

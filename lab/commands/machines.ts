@@ -6,6 +6,7 @@ import { labKey } from "../../src/image/keys.ts";
 import { attachConsole, DETACH_KEY } from "../../src/vm/console.ts";
 import { cleanKept, findKept, keptSshArgs, listKept, requireAlive, stopKept, type KeptStatus } from "../../src/vm/kept.ts";
 import { out, table } from "../output.ts";
+import { cleanOrphans } from "./scenarios.ts";
 
 function age(iso: string): string {
   const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
@@ -14,6 +15,8 @@ function age(iso: string): string {
 }
 
 export async function cmdPs(o: { json?: boolean }): Promise<number> {
+  // Runs whose vmlab process died are ended and cleaned here too: the first command after a crash notices it.
+  await cleanOrphans();
   const all = await listKept();
   // A dead machine is shown once, as dead, and cleaned right away: it never shows as alive.
   // A machine parked for its rescue system is off on purpose: shown, never cleaned.

@@ -23,6 +23,13 @@ import { defaultBoundaries, parseBoundaries, planSteps, sweep, sweepTable } from
 import { expectationTable, TABLE_BEGIN, TABLE_END } from "../../src/verdict/table.ts";
 import { DETACH_KEY } from "../../src/vm/console.ts";
 import { out, table } from "../output.ts";
+import { describeCleanup, sweepOrphans } from "../../src/vm/orphans.ts";
+
+/** Before machines start: end what runs of dead vmlab processes left behind, and say so in one line. */
+export async function cleanOrphans(): Promise<void> {
+  const line = describeCleanup(await sweepOrphans());
+  if (line) process.stderr.write(`vmlab: ${line}\n`);
+}
 
 /** Selection options shared by `run` and `list`. */
 export interface SelectOptions {
@@ -253,6 +260,8 @@ export async function cmdRun(names: string[], o: RunOptions): Promise<number> {
   if (shard) process.stderr.write(`shard ${shard.index}/${shard.count}: ${scenarios.map((s) => s.name).join(", ")} (of ${selected} selected)\n`);
   requireTool("qemu-system-x86_64");
   requireTool("qemu-img");
+  requireTool("setpriv");
+  await cleanOrphans();
   // The accelerator is chosen before anything is written: a forced KVM that does not work is exit 2, nothing made.
   const accel = await chooseAccel();
   // Build each image once before runs start in parallel.
@@ -345,6 +354,8 @@ export async function cmdSweep(name: string, o: SweepOptions): Promise<number> {
   }
   requireTool("qemu-system-x86_64");
   requireTool("qemu-img");
+  requireTool("setpriv");
+  await cleanOrphans();
   const accel = await chooseAccel();
   await ensureImage(await loadRecipe(s.image), { progress: (m) => process.stderr.write(`image ${s.image}: ${m}\n`) });
   if (o.rescue) await ensureImage(await loadRecipe("rescue"), { progress: (m) => process.stderr.write(`image rescue: ${m}\n`) });

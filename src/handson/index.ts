@@ -180,6 +180,7 @@ export async function rescueKept(id: string, accel?: AccelChoice): Promise<{ tar
     sshKey: e.sshKey,
     disks: [...e.disks.map((d) => ({ ...d })), { path: overlay, format: "qcow2", id: RESCUE_DISK_ID, scsiId }],
     kernel: { path: join(image.dir, "vmlinuz"), initrd: join(image.dir, "initrd.img"), append: recipe.directBoot!.append },
+    keepable: true,
   });
   let boot: BootRecord;
   try {
@@ -218,6 +219,7 @@ export async function rescueDone(id: string, accel?: AccelChoice): Promise<{ ent
     accel: e.accel ?? accel ?? (await chooseAccel()),
     sshKey: e.sshKey,
     ...(e.memoryMiB ? { memoryMiB: e.memoryMiB } : {}),
+    keepable: true,
   });
   let boot: BootRecord;
   try {

@@ -57,6 +57,7 @@ export const TOOLS: readonly ToolSpec[] = [
   { name: "e2fsck", package: "e2fsprogs", purpose: "checks ext file systems in images on the host", versionArgs: ["-V"], required: true },
   { name: "ssh", package: "openssh-client", purpose: "runs commands in the guests", versionArgs: ["-V"], required: true },
   { name: "ssh-keygen", package: "openssh-client", purpose: "makes the lab's guest login key", versionArgs: null, required: true },
+  { name: "setpriv", package: "util-linux", purpose: "ties each QEMU to the vmlab process that starts it (PR_SET_PDEATHSIG)", versionArgs: ["--version"], required: true },
 ];
 
 /** Directories searched after PATH: sbin tools (sfdisk, mkfs.*) are often missing from a normal user's PATH. */

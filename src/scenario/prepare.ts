@@ -23,7 +23,7 @@ export interface Prepared {
 
 export async function prepareMachine(
   s: Scenario,
-  o: { runDir: string; accel: AccelChoice; step: StepFn; log: (m: string) => void; onMachineEvent: (e: MachineEvent) => void },
+  o: { runDir: string; accel: AccelChoice; step: StepFn; log: (m: string) => void; onMachineEvent: (e: MachineEvent) => void; keepable?: boolean },
 ): Promise<Prepared> {
   const { step, log } = o;
   const recipe = await loadRecipe(s.image);
@@ -43,6 +43,7 @@ export async function prepareMachine(
     accel: o.accel,
     sshKey: privateKey,
     onEvent: o.onMachineEvent,
+    keepable: o.keepable,
   });
   return { image, vm, privateKey, backing: warm?.disk ?? image.disk };
 }

@@ -6,6 +6,7 @@ import { VmlabError } from "../errors.ts";
 import { chooseAccel, type AccelChoice } from "../host/kvm.ts";
 import { defaultReportsDir } from "../paths.ts";
 import { keepMachine } from "../vm/kept.ts";
+import { ownRun } from "../vm/orphans.ts";
 import { Machine, type MachineOptions } from "../vm/machine.ts";
 import { fork, takeCheckpoint } from "../vm/checkpoint.ts";
 import { labKey } from "../image/keys.ts";
@@ -119,6 +120,10 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     faults: [],
   };
   const machines: Machine[] = [];
+  // Only a machine that may be kept outlives this process; every other QEMU dies with it.
+  const keepable = opts.keep !== undefined || opts.stopBefore !== undefined;
+  // Until the run ends, its directory is registered with this process as owner (src/vm/orphans.ts).
+  const owned = await ownRun(runDir);
   const steps = new StepRecorder(s.name, report.steps, started, emit);
   const { step, log } = steps;
   const onMachine = (name: string) => (e: Parameters<NonNullable<MachineOptions["onEvent"]>>[0]) => {
@@ -147,7 +152,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
       image = src.image;
       report.image = { name: image.name, hash: image.hash };
       const forked = await step(`fork: ${src.from.scenario}'s checkpoint before step ${src.beforeStep.index}, ${src.beforeStep.name}`, () =>
-        fork(src.checkpoint, { name: "vm", runDir, accel, sshKey: privateKey, onEvent: onMachine("vm") }),
+        fork(src.checkpoint, { name: "vm", runDir, accel, sshKey: privateKey, onEvent: onMachine("vm"), keepable }),
       );
       const live = forked.vm;
       machines.push(live);
@@ -162,7 +167,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
       vm = r.vm;
       replay = r.state;
     } else {
-      const prepared = await prepareMachine(s, { runDir, accel, step, log, onMachineEvent: onMachine("vm") });
+      const prepared = await prepareMachine(s, { runDir, accel, step, log, onMachineEvent: onMachine("vm"), keepable });
       image = prepared.image;
       backing = prepared.backing;
       report.image = { name: image.name, hash: image.hash };
@@ -213,7 +218,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
         return rec;
       },
       addMachine: (o) => {
-        const m = new Machine({ ...o, runDir, accel, sshKey: privateKey, onEvent: onMachine(o.name) });
+        const m = new Machine({ ...o, runDir, accel, sshKey: privateKey, onEvent: onMachine(o.name), keepable });
         machines.push(m);
         report.consoleLogs.push(m.serialLog);
         return m;
@@ -378,6 +383,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     await writeFile(join(runDir, "junit.xml"), junitXml([report]));
     // The page is for people; a page that cannot be rendered never fails the run.
     await writeRunHtml(report, runDir).catch((err: Error) => emit({ type: "log", scenario: s.name, message: `could not write report.html: ${err.message}` }));
+    await owned.release();
     emit({ type: "done", report });
   }
   return report;

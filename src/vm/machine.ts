@@ -53,6 +53,15 @@ export interface MachineOptions {
   qemuBinary?: string;
   /** Called with each boot as it is classified, and with progress lines. */
   onEvent?: (e: MachineEvent) => void;
+  /**
+   * The machine may be kept running after this process exits (`--keep`,
+   * `--stop-before`, `vmlab up`). Any other QEMU is tied to the life of the
+   * process that starts it: the kernel kills it when that process dies,
+   * however it dies (SIGKILL and the OOM killer included). A keepable one
+   * that outlives a process killed before keeping it is ended by the next
+   * command's orphan sweep (src/vm/orphans.ts).
+   */
+  keepable?: boolean;
 }
 
 export type MachineEvent =
@@ -259,7 +268,9 @@ export class Machine {
       const qemuOutput = () => readSince(this.qemuLog, logFrom);
       // (execa's types take a descriptor number only as a literal, hence the cast)
       const qemuFd = logFd as 3;
-      const proc = execa(qemu, args, { reject: false, stdin: "ignore", stdout: qemuFd, stderr: qemuFd, detached: true });
+      // setpriv (util-linux) sets PR_SET_PDEATHSIG and execs QEMU: same pid, dies with this process.
+      const [file, argv] = this.opts.keepable ? [qemu, args] : ["setpriv", ["--pdeathsig", "KILL", "--", qemu, ...args]];
+      const proc = execa(file, argv, { reject: false, stdin: "ignore", stdout: qemuFd, stderr: qemuFd, detached: true });
       if (!proc.pid) {
         const r = await proc;
         closeSync(logFd);
@@ -666,6 +677,11 @@ export class Machine {
   release(): number {
     const p = this.proc;
     if (!p?.pid || this.exited) throw new VmlabError(`machine ${this.opts.name} is not running, so it cannot be kept`, { output: this.exitInfo });
+    if (!this.opts.keepable) {
+      throw new VmlabError(`machine ${this.opts.name} was started tied to this process, so it cannot be kept`, {
+        hint: "start it with `keepable: true` (the command's --keep or --stop-before does)",
+      });
+    }
     this.closeSerial();
     this.qmp?.close();
     this.qmp = undefined;

@@ -2,8 +2,8 @@
  * Checkpoints and forks on a real guest: the machine goes on after its
  * checkpoint, two forks resume it side by side, and what one fork writes
  * neither the other fork, the original nor the checkpoint ever sees; and a
- * run interrupted while it takes a checkpoint leaves no QEMU and no
- * checkpoint that passes for whole.
+ * run interrupted while it takes a checkpoint (Ctrl-C, or kill -9) leaves no
+ * QEMU and no checkpoint that passes for whole.
  */
 import { existsSync } from "node:fs";
 import { mkdir, readdir, writeFile } from "node:fs/promises";
@@ -19,7 +19,7 @@ import { loadRecipe } from "../../src/image/recipes.ts";
 import { fork, readCheckpoint, takeCheckpoint, type Checkpoint } from "../../src/vm/checkpoint.ts";
 import { Machine } from "../../src/vm/machine.ts";
 import { DEFAULT_PROFILE, ensureWarmState, machineDisks } from "../../src/vm/warm.ts";
-import { qemuPids, sha256File } from "./helpers.ts";
+import { qemuPids, runningQemuPids, sha256File, vmlab } from "./helpers.ts";
 
 let tmp: DirectoryResult;
 let accel: AccelChoice;
@@ -88,9 +88,8 @@ describe("checkpoints and forks", () => {
     expect(await qemuPids()).toEqual([]);
   });
 
-  it("Ctrl-C while a run writes a checkpoint's state: no QEMU is left, and the half-written checkpoint is never taken for whole", async () => {
-    const reports = join(tmp.path, "interrupted");
-    // A sweep's recording run checkpoints smoke before its step 2; strike while that state is being written.
+  /** Start a sweep of smoke whose recording run checkpoints before step 2, and strike while that state is being written. */
+  async function interruptDuringCheckpoint(reports: string, signal: "SIGINT" | "SIGKILL") {
     const run = execa("node", [join(projectRoot, "lab/vmlab.mjs"), "sweep", "smoke", "--fault", "power-cut", "--at", "2", "--report-dir", reports], {
       reject: false,
       env: { ...process.env, CI: "true" },
@@ -114,13 +113,34 @@ describe("checkpoints and forks", () => {
       if (!partial) await new Promise((r) => setTimeout(r, 20));
     }
     expect(partial, "the run never wrote a checkpoint's state").not.toBe("");
-    run.kill("SIGINT");
-    const r = await run;
-    expect(r.exitCode).toBe(130);
+    run.kill(signal);
+    return { result: await run, checkpointDir: join(partial, "..") };
+  }
+
+  it("Ctrl-C while a run writes a checkpoint's state: no QEMU is left, and the half-written checkpoint is never taken for whole", async () => {
+    const { result, checkpointDir } = await interruptDuringCheckpoint(join(tmp.path, "interrupted"), "SIGINT");
+    expect(result.exitCode).toBe(130);
     expect(await qemuPids()).toEqual([]);
-    const dirOf = join(partial, "..");
-    expect(existsSync(join(dirOf, "checkpoint.json"))).toBe(false);
-    await expect(readCheckpoint(dirOf)).rejects.toThrow(/holds no finished checkpoint/);
+    expect(existsSync(join(checkpointDir, "checkpoint.json"))).toBe(false);
+    await expect(readCheckpoint(checkpointDir)).rejects.toThrow(/holds no finished checkpoint/);
+  });
+
+  it("kill -9 of the lab while it writes a checkpoint: its QEMU dies with it, and the next command removes what the run left and says so", async () => {
+    const { result, checkpointDir } = await interruptDuringCheckpoint(join(tmp.path, "killed"), "SIGKILL");
+    expect(result.signal).toBe("SIGKILL");
+    // The kernel ends the QEMU (PR_SET_PDEATHSIG): nothing of the run runs on, within seconds.
+    for (let i = 0; i < 100 && (await runningQemuPids()).length; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await runningQemuPids()).toEqual([]);
+    const runDir = join(checkpointDir, "..");
+    expect(existsSync(checkpointDir)).toBe(true);
+    // The next command that looks notices the dead run and cleans it: overlays and the half-written checkpoint go, the console log stays.
+    const ps = await vmlab(["ps"]);
+    expect(ps.exitCode).toBe(0);
+    expect(ps.stderr).toMatch(/vmlab: cleaned up after \d+ runs? whose vmlab process died \(pid \d+.*\): ended 0 QEMU, removed \d+ overlay, socket and checkpoint files?/);
+    expect(ps.stderr).toContain(runDir);
+    expect(existsSync(checkpointDir)).toBe(false);
+    expect((await readdir(runDir)).filter((f) => f.endsWith(".qcow2"))).toEqual([]);
+    expect(existsSync(join(runDir, "vm.console.log"))).toBe(true);
   });
 
   it("a checkpoint directory without checkpoint.json (interrupted while taken) is refused", async () => {
