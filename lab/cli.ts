@@ -4,7 +4,8 @@
  * failed, 2 bad usage or a host that is not ready.
  */
 import { Command, CommanderError } from "commander";
-import { VmlabError } from "../src/errors.ts";
+import { hostFsError, VmlabError } from "../src/errors.ts";
+import { cacheDir } from "../src/paths.ts";
 import { DETACH_KEY } from "../src/vm/console.ts";
 import { cmdImageBuild, cmdImageHash, cmdImageList, cmdImageRm, cmdDiskCreate, cmdDiskInfo, cmdReportHtml, cmdReportMerge } from "./commands/assets.ts";
 import { cmdBackupBoot, cmdInspect, cmdRestoreBoot } from "./commands/dr.ts";
@@ -221,6 +222,10 @@ try {
   if (err instanceof VmlabError) {
     process.stderr.write(`vmlab: ${err.describe()}\n`);
     process.exitCode = err.exitCode;
+  } else if (hostFsError(err, cacheDir())) {
+    const e = hostFsError(err, cacheDir())!;
+    process.stderr.write(`vmlab: ${e.describe()}\n`);
+    process.exitCode = e.exitCode;
   } else {
     process.stderr.write(`vmlab: unexpected error: ${(err as Error)?.stack ?? err}\n`);
     process.exitCode = 1;
