@@ -1,3 +1,5 @@
+/// <reference path="./vendor.d.ts" />
+// (The reference carries the mbr/gpt types to projects that typecheck vmlab's sources from node_modules.)
 /**
  * Reading a disk image's partition table from the host, without root and
  * without qemu-nbd: the sectors come through `qemu-img dd` (any format QEMU
