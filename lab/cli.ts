@@ -9,6 +9,7 @@ import { DETACH_KEY } from "../src/vm/console.ts";
 import { cmdImageBuild, cmdImageHash, cmdImageList, cmdImageRm, cmdDiskCreate, cmdDiskInfo, cmdReportHtml, cmdReportMerge } from "./commands/assets.ts";
 import { cmdBackupBoot, cmdInspect, cmdRestoreBoot } from "./commands/dr.ts";
 import { cmdDoctor, cmdSetup } from "./commands/host.ts";
+import { cmdInit } from "./commands/init.ts";
 import { cmdConsole, cmdPs, cmdSsh, cmdStop } from "./commands/machines.ts";
 import { cmdCheck, cmdReboot, cmdRescue, cmdUp } from "./commands/handson.ts";
 import { cmdFaults, cmdList, cmdRehearse, cmdRun, cmdSweep } from "./commands/scenarios.ts";
@@ -58,6 +59,14 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   program.command("doctor").description("check the host: tools, packages, accelerator (KVM or TCG)").option("--quiet", "print nothing; the exit code says").action(act((o) => cmdDoctor(o)));
   program.command("setup").description("install the host packages (as root on Debian/Ubuntu), or print the command").option("--dry-run", "print the command only").action(act((o) => cmdSetup(o)));
+
+  program
+    .command("init")
+    .description("create a starter project depending on vmlab: an example scenario and runbook, a CI workflow, a README (never overwrites a file)")
+    .argument("[dir]", "the project's directory (default: the current one)")
+    .option("--vmlab-spec <spec>", "the vmlab dependency in package.json (default ^VERSION; or file:..., a tarball, a git URL)")
+    .option("--name <name>", "the package name (default: the directory's name)")
+    .action(act((dir: string | undefined, o) => cmdInit(dir, o)));
 
   withSelection(program.command("list").description("list the scenarios"))
     .option("--names", "one name a line, for scripts")
