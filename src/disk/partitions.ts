@@ -15,6 +15,7 @@ import MBR from "mbr";
 import GPT from "gpt";
 import { UsageError, VmlabError } from "../errors.ts";
 import { commandLine, requireTool } from "../host/tools.ts";
+import { shellQuote } from "../util/proc.ts";
 import { imageInfo } from "./qemu-img.ts";
 
 export const SECTOR = 512;
@@ -302,7 +303,8 @@ export async function readImagePartitions(path: string): Promise<PartitionTable 
   }
 }
 
-const shq = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+/** The commands are printed for the user's shell, whichever it is: POSIX quoting. */
+const shq = shellQuote;
 
 /**
  * How to reach one partition's contents from the host. For a raw image a
