@@ -221,17 +221,23 @@ async function main(argv: string[]): Promise<number> {
   return code;
 }
 
-// Output piped into `head` and closed early is not an error.
-for (const stream of [process.stdout, process.stderr]) stream.on("error", (e: NodeJS.ErrnoException) => e.code === "EPIPE" ? process.exit(process.exitCode ?? 0) : undefined);
+/**
+ * The command line as a process: lab/vmlab.mjs calls it. Importing this
+ * module runs nothing, so tests can walk `buildProgram` (test/unit/readme.test.ts).
+ */
+export async function runCli(argv = process.argv.slice(2)): Promise<void> {
+  // Output piped into `head` and closed early is not an error.
+  for (const stream of [process.stdout, process.stderr]) stream.on("error", (e: NodeJS.ErrnoException) => e.code === "EPIPE" ? process.exit(process.exitCode ?? 0) : undefined);
 
-try {
-  process.exitCode = await main(process.argv.slice(2));
-} catch (err) {
-  if (err instanceof VmlabError) {
-    process.stderr.write(`vmlab: ${err.describe()}\n`);
-    process.exitCode = err.exitCode;
-  } else {
-    process.stderr.write(`vmlab: unexpected error: ${(err as Error)?.stack ?? err}\n`);
-    process.exitCode = 1;
+  try {
+    process.exitCode = await main(argv);
+  } catch (err) {
+    if (err instanceof VmlabError) {
+      process.stderr.write(`vmlab: ${err.describe()}\n`);
+      process.exitCode = err.exitCode;
+    } else {
+      process.stderr.write(`vmlab: unexpected error: ${(err as Error)?.stack ?? err}\n`);
+      process.exitCode = 1;
+    }
   }
 }
