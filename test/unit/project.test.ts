@@ -149,6 +149,20 @@ describe("vmlab from a project that depends on it", () => {
     expect(json.find((s) => s.name === "root-to-lvm")?.origin).toBe("built-in");
   });
 
+  it("imports vmlab, vmlab/procedures and vmlab/faults through package.json exports", async () => {
+    write(
+      join(project, "api.ts"),
+      `export * as main from "vmlab";\nexport * as procedures from "vmlab/procedures";\nexport * as faults from "vmlab/faults";\n`,
+    );
+    const api = (await import(join(project, "api.ts"))) as Record<"main" | "procedures" | "faults", Record<string, unknown>>;
+    for (const k of ["scenario", "loadRunbook", "parseRunbook", "Machine", "expectBoot", "VmlabError", "UsageError", "recipe"]) expect(api.main[k], k).toBeTypeOf("function");
+    for (const k of ["rootToLvm", "rootToMdraid", "pivotInto", "stopRootWriters", "ext3ToBtrfsCopy", "ext3ToBtrfsConvert", "shrinkRoot", "takeSnapshot", "backupBootDisk", "mountAtOffset", "inChroot", "partition", "partitionDevice"]) {
+      expect(api.procedures[k], k).toBeTypeOf("function");
+    }
+    for (const k of ["cutPower", "pullDisk", "dropLink", "holdRootBusy", "failSectors", "faultByName"]) expect(api.faults[k], k).toBeTypeOf("function");
+    expect(Object.keys(api.faults.FAULTS as object)).toContain("power-cut");
+  });
+
   it("an unknown scenario is exit 2, naming both directories; nothing written", async () => {
     const r = await cli(["run", "team-chek", "--report-dir", join(project, "reports")], project);
     expect(r.exitCode).toBe(2);
