@@ -10,6 +10,7 @@ import { DETACH_KEY } from "../src/vm/console.ts";
 import { cmdImageBuild, cmdImageHash, cmdImageList, cmdImageRm, cmdDiskCreate, cmdDiskInfo, cmdReportHtml, cmdReportMerge } from "./commands/assets.ts";
 import { cmdBackupBoot, cmdInspect, cmdRestoreBoot } from "./commands/dr.ts";
 import { cmdDoctor, cmdSetup } from "./commands/host.ts";
+import { cmdInit } from "./commands/init.ts";
 import { cmdConsole, cmdPs, cmdSsh, cmdStop } from "./commands/machines.ts";
 import { cmdCheck, cmdReboot, cmdRescue, cmdUp } from "./commands/handson.ts";
 import { cmdFaults, cmdList, cmdRehearse, cmdRun, cmdSweep } from "./commands/scenarios.ts";
@@ -59,6 +60,14 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   program.command("doctor").description("check the host: tools, packages, accelerator (KVM or TCG)").option("--quiet", "print nothing; the exit code says").action(act((o) => cmdDoctor(o)));
   program.command("setup").description("install the host packages (as root on Debian/Ubuntu), or print the command").option("--dry-run", "print the command only").action(act((o) => cmdSetup(o)));
+
+  program
+    .command("init")
+    .description("create a starter project depending on vmlab: an example scenario and runbook, a CI workflow, a README (never overwrites a file)")
+    .argument("[dir]", "the project's directory (default: the current one)")
+    .option("--vmlab-spec <spec>", "the vmlab dependency in package.json (default ^VERSION; or file:..., a tarball, a git URL)")
+    .option("--name <name>", "the package name (default: the directory's name)")
+    .action(act((dir: string | undefined, o) => cmdInit(dir, o)));
 
   withSelection(program.command("list").description("list the scenarios"))
     .option("--names", "one name a line, for scripts")
@@ -213,21 +222,25 @@ async function main(argv: string[]): Promise<number> {
   return code;
 }
 
-// Output piped into `head` and closed early is not an error.
-for (const stream of [process.stdout, process.stderr]) stream.on("error", (e: NodeJS.ErrnoException) => e.code === "EPIPE" ? process.exit(process.exitCode ?? 0) : undefined);
+/**
+ * The command line as a process: lab/vmlab.mjs calls it. Importing this
+ * module runs nothing, so tests can walk `buildProgram` (test/unit/readme.test.ts).
+ */
+export async function runCli(argv = process.argv.slice(2)): Promise<void> {
+  // Output piped into `head` and closed early is not an error.
+  for (const stream of [process.stdout, process.stderr]) stream.on("error", (e: NodeJS.ErrnoException) => e.code === "EPIPE" ? process.exit(process.exitCode ?? 0) : undefined);
 
-try {
-  process.exitCode = await main(process.argv.slice(2));
-} catch (err) {
-  if (err instanceof VmlabError) {
-    process.stderr.write(`vmlab: ${err.describe()}\n`);
-    process.exitCode = err.exitCode;
-  } else if (hostFsError(err, cacheDir())) {
-    const e = hostFsError(err, cacheDir())!;
-    process.stderr.write(`vmlab: ${e.describe()}\n`);
-    process.exitCode = e.exitCode;
-  } else {
-    process.stderr.write(`vmlab: unexpected error: ${(err as Error)?.stack ?? err}\n`);
-    process.exitCode = 1;
+  try {
+    process.exitCode = await main(argv);
+  } catch (err) {
+    const fsErr = err instanceof VmlabError ? undefined : hostFsError(err, cacheDir());
+    if (err instanceof VmlabError || fsErr) {
+      const e = (fsErr ?? err) as VmlabError;
+      process.stderr.write(`vmlab: ${e.describe()}\n`);
+      process.exitCode = e.exitCode;
+    } else {
+      process.stderr.write(`vmlab: unexpected error: ${(err as Error)?.stack ?? err}\n`);
+      process.exitCode = 1;
+    }
   }
 }

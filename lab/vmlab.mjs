@@ -2,4 +2,5 @@
 // Entry point of the `vmlab` command: loads the TypeScript command line through tsx.
 import { register } from "tsx/esm/api";
 register();
-await import("./cli.ts");
+const { runCli } = await import("./cli.ts");
+await runCli();

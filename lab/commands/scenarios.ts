@@ -1,6 +1,4 @@
 /** Scenarios: `vmlab list`, `run`, `sweep` and `faults`, with the progress display and the run summary. */
-import { existsSync } from "node:fs";
-import { readdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { availableParallelism, freemem } from "node:os";
 import ora, { type Ora } from "ora";
@@ -13,7 +11,8 @@ import { parseSize } from "../../src/disk/size.ts";
 import { faultByName, FAULTS } from "../../src/faults/index.ts";
 import type { InjectSpec } from "../../src/faults/types.ts";
 import { reportHead } from "../../src/scenario/report.ts";
-import { loadScenario, runbooksDir, scenarioNames } from "../../src/scenario/registry.ts";
+import { loadScenario, scenarioFiles, scenarioNames } from "../../src/scenario/registry.ts";
+import { describeDirs, findNamed, listNamed } from "../../src/project.ts";
 import { runMany } from "../../src/suite/variants.ts";
 import type { RunEvent, Scenario, ScenarioReport, StepRecord } from "../../src/scenario/types.ts";
 import { defaultDurationsPath, durationMap, readDurations, recordDurations } from "../../src/suite/durations.ts";
@@ -69,17 +68,23 @@ async function selectScenarios(names: string[], v: SelectOptions): Promise<{ sce
 }
 
 export async function cmdList(o: SelectOptions & { names?: boolean; json?: boolean; markdown?: boolean }): Promise<number> {
-  const { scenarios } = await selectScenarios(await scenarioNames(), o);
+  const files = await scenarioFiles();
+  const origin = new Map(files.map((f) => [f.name, f.origin]));
+  const { scenarios } = await selectScenarios(files.map((f) => f.name), o);
+  // Where each comes from: the project's own scenarios/ (which wins a shared name) or vmlab's built-in ones.
+  const from = (s: Scenario) => (origin.get(s.name) === "project" ? "project" : "built-in");
   if (o.markdown) {
     out(TABLE_BEGIN);
     out(expectationTable(scenarios));
     out(TABLE_END);
   } else if (o.json) {
-    out(JSON.stringify(scenarios.map((s) => ({ name: s.name, description: s.description, kind: s.kind ?? "rehearsal", image: s.image, tags: s.tags ?? [], expect: s.expect, ...(s.variantOf ? { variantOf: s.variantOf } : {}) })), null, 2));
+    out(JSON.stringify(scenarios.map((s) => ({ name: s.name, description: s.description, kind: s.kind ?? "rehearsal", image: s.image, tags: s.tags ?? [], expect: s.expect, ...(s.variantOf ? { variantOf: s.variantOf } : {}), origin: from(s) })), null, 2));
   } else if (o.names || o.shard !== undefined) {
     for (const s of scenarios) out(s.name);
   } else {
-    table(scenarios.map((s) => [s.name, (s.tags ?? []).join(","), s.description]));
+    // In a project with scenarios of its own, a column says which are the project's and which are built in.
+    const mixed = files.some((f) => f.origin === "project");
+    table(scenarios.map((s) => [s.name, ...(mixed ? [from(s)] : []), (s.tags ?? []).join(","), s.description]));
   }
   return 0;
 }
@@ -303,14 +308,13 @@ export async function cmdRehearse(names: string[], o: Pick<RunOptions, "jobs" | 
   return cmdRun(files, o);
 }
 
-async function runbookPath(nameOrFile: string): Promise<string> {
-  if (nameOrFile.includes("/") || /\.[A-Za-z]+$/.test(nameOrFile)) return resolve(nameOrFile);
-  for (const ext of [".md", ".sh"]) {
-    const f = join(runbooksDir, nameOrFile + ext);
-    if (existsSync(f)) return f;
-  }
-  const known = existsSync(runbooksDir) ? (await readdir(runbooksDir)).filter((f) => /\.(md|sh)$/.test(f) && f !== "README.md").map((f) => f.replace(/\.(md|sh)$/, "")) : [];
-  throw new UsageError(`no runbook "${nameOrFile}" in ${runbooksDir}`, { hint: `give the path of a Markdown or shell runbook${known.length ? `, or one of: ${known.join(", ")}` : ""}` });
+/** A runbook by path, or by name: runbooks/NAME.md or NAME.sh in the project, else vmlab's own. */
+export async function runbookPath(nameOrFile: string, cwd = process.cwd()): Promise<string> {
+  if (nameOrFile.includes("/") || /\.[A-Za-z]+$/.test(nameOrFile)) return resolve(cwd, nameOrFile);
+  const found = findNamed("runbooks", nameOrFile, [".md", ".sh"], { cwd });
+  if (found) return found.file;
+  const known = listNamed("runbooks", [".md", ".sh"], { cwd, skip: ["README.md"] }).map((f) => f.name);
+  throw new UsageError(`no runbook "${nameOrFile}" in ${describeDirs("runbooks", cwd)}`, { hint: `give the path of a Markdown or shell runbook${known.length ? `, or one of: ${known.join(", ")}` : ""}` });
 }
 
 export interface SweepOptions extends FaultOptions {

@@ -1,3 +1,5 @@
+/// <reference path="./vendor.d.ts" />
+// (The reference carries the mbr/gpt types to projects that typecheck vmlab's sources from node_modules.)
 /**
  * Reading a disk image's partition table from the host, without root and
  * without qemu-nbd: the sectors come through `qemu-img dd` (any format QEMU
@@ -13,6 +15,7 @@ import MBR from "mbr";
 import GPT from "gpt";
 import { UsageError, VmlabError } from "../errors.ts";
 import { commandLine, requireTool } from "../host/tools.ts";
+import { shellQuote } from "../util/proc.ts";
 import { imageInfo } from "./qemu-img.ts";
 
 export const SECTOR = 512;
@@ -300,7 +303,8 @@ export async function readImagePartitions(path: string): Promise<PartitionTable 
   }
 }
 
-const shq = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+/** The commands are printed for the user's shell, whichever it is: POSIX quoting. */
+const shq = shellQuote;
 
 /**
  * How to reach one partition's contents from the host. For a raw image a

@@ -6,6 +6,7 @@
  * src/faults/inject.ts).
  */
 import { randomUUID } from "node:crypto";
+import { quote } from "zx/core";
 import { UsageError, VmlabError } from "../errors.ts";
 import type { DiskAttachment } from "../vm/qemu-args.ts";
 import type { Machine } from "../vm/machine.ts";
@@ -50,7 +51,8 @@ export interface FaultRecord {
 
 export type Injection = Omit<FaultRecord, "atMs" | "step" | "observed">;
 
-const sh = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+/** Guest commands run in root's login shell, bash: zx's quoting. */
+const sh = quote;
 
 /** dropped SSH: the machine's network link goes down. The serial console is unaffected. */
 export async function dropLink(vm: Machine): Promise<Injection> {

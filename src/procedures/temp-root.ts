@@ -6,6 +6,7 @@
  * is released. The next firmware boot goes back to the real root partition.
  */
 import { VmlabError } from "../errors.ts";
+import { quote } from "zx/core";
 import type { ScenarioContext } from "../scenario/types.ts";
 import type { Machine } from "../vm/machine.ts";
 import { NEW_ROOT, OLD_ROOT, pivotInto, releaseOldRoot, remountRootReadOnly, restartOnNewRoot, stopRootWriters } from "./pivot.ts";
@@ -63,5 +64,5 @@ export function inChroot(dir: string, script: string): string {
   return `set -e
 for d in dev proc sys run; do mount --bind /$d ${dir}/$d; done
 trap 'for d in run sys proc dev; do umount -l ${dir}/$d; done' EXIT
-chroot ${dir} /bin/sh -ec '${script.replace(/'/g, `'\\''`)}'`;
+chroot ${dir} /bin/sh -ec ${quote(script)}`;
 }

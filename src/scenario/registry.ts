@@ -1,22 +1,27 @@
 import { existsSync } from "node:fs";
-import { readdir } from "node:fs/promises";
-import { basename, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { UsageError } from "../errors.ts";
 import { projectRoot } from "../paths.ts";
+import { describeDirs, findNamed, listNamed, type NamedFile } from "../project.ts";
 import { importDefault } from "../util/import.ts";
 import type { Scenario } from "./types.ts";
 import { expectationProblems } from "../verdict/expect.ts";
 import { loadRunbook } from "../runbook/scenario.ts";
 
+/** vmlab's own scenarios and runbooks (a project's own come first: src/project.ts). */
 export const scenariosDir = join(projectRoot, "scenarios");
 export const runbooksDir = join(projectRoot, "runbooks");
 
-export async function scenarioNames(): Promise<string[]> {
-  const files = await readdir(scenariosDir);
-  return files.filter((f) => f.endsWith(".ts")).map((f) => basename(f, ".ts")).sort();
+/** Every scenario file by name: the project's scenarios/NAME.ts, then vmlab's; the project's wins a shared name. */
+export async function scenarioFiles(cwd = process.cwd()): Promise<NamedFile[]> {
+  return listNamed("scenarios", [".ts"], { cwd });
 }
 
-/** A scenario by name (scenarios/NAME.ts) or by path to a file. */
+export async function scenarioNames(cwd = process.cwd()): Promise<string[]> {
+  return (await scenarioFiles(cwd)).map((f) => f.name);
+}
+
+/** A scenario by name (scenarios/NAME.ts in the project, else vmlab's) or by path to a file. */
 export async function loadScenario(nameOrFile: string): Promise<Scenario> {
   const looksLikeFile = nameOrFile.includes("/") || /\.(ts|js|mjs|md|markdown|sh|bash)$/.test(nameOrFile);
   if (looksLikeFile) {
@@ -26,14 +31,16 @@ export async function loadScenario(nameOrFile: string): Promise<Scenario> {
     if (!/\.(ts|js|mjs)$/.test(file)) return validateScenario(await loadRunbook(file), file);
     return validateScenario(await importDefault<Scenario>(file, "scenario file"), file);
   }
-  const names = await scenarioNames();
-  if (!names.includes(nameOrFile)) {
+  const found = findNamed("scenarios", nameOrFile, [".ts"]);
+  if (!found) {
+    const names = await scenarioNames();
     const near = names.filter((n) => n.includes(nameOrFile) || nameOrFile.includes(n.split("-")[0]!));
     throw new UsageError(`unknown scenario "${nameOrFile}"`, {
+      where: describeDirs("scenarios"),
       hint: `${near.length ? `did you mean ${near.join(", ")}? ` : ""}\`vmlab list\` shows all ${names.length} scenarios`,
     });
   }
-  return validateScenario(await importDefault<Scenario>(join(scenariosDir, `${nameOrFile}.ts`), "scenario"), nameOrFile);
+  return validateScenario(await importDefault<Scenario>(found.file, "scenario"), nameOrFile);
 }
 
 export function validateScenario(s: Scenario, where: string): Scenario {

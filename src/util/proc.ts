@@ -7,7 +7,13 @@ export interface RunResult {
   exitCode: number;
 }
 
-/** Quote one argument for display in a shell-like command line. */
+/**
+ * Quote one argument for a POSIX shell: for the command lines vmlab shows
+ * (to copy into any shell) and for the `exec:` URIs QEMU hands to /bin/sh,
+ * which is dash on Debian. Guest commands go to root's login shell, bash,
+ * and are quoted with zx's `quote` instead; zx has no POSIX quoting (its
+ * `quote` writes bash's $'...', which dash reads as a `$` and a string).
+ */
 export function shellQuote(arg: string): string {
   return arg !== "" && /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }

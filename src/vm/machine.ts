@@ -8,6 +8,7 @@ import { classifyBoot, stalledAtHandover, terminalOutcome, type BootClassificati
 import { buildQemuArgs, type DiskAttachment, type QemuConfig } from "./qemu-args.ts";
 import { QmpClient } from "./qmp.ts";
 import { socketDir } from "./socket-dir.ts";
+import { shellQuote } from "../util/proc.ts";
 import { registerPid, unregisterPid } from "./reaper.ts";
 import { sshRun, SshCommandError, SSH_CONNECTION_FAILED, type SshResult, type SshTarget } from "./ssh.ts";
 import type { NewBootProof } from "../verdict/judge.ts";
@@ -444,7 +445,8 @@ export class Machine {
 
   /** Write the paused guest's running state to a file (QMP migrate) and wait until it is complete. */
   async writeState(file: string): Promise<void> {
-    await this.qmpExecute("migrate", { uri: `exec:cat > '${file.replace(/'/g, `'\\''`)}'` });
+    // QEMU runs an exec: URI with /bin/sh -c (dash on Debian): POSIX quoting.
+    await this.qmpExecute("migrate", { uri: `exec:cat > ${shellQuote(file)}` });
     for (;;) {
       const m = await this.qmpExecute<{ status?: string; "error-desc"?: string }>("query-migrate");
       if (m.status === "completed") return;

@@ -1,6 +1,8 @@
 /**
  * Building the qemu-system-x86_64 command line. Pure: unit-tested without QEMU.
  */
+import { shellQuote } from "../util/proc.ts";
+
 export interface DiskAttachment {
   /** Image file on the host. */
   path: string;
@@ -72,6 +74,7 @@ export function buildQemuArgs(c: QemuConfig): string[] {
     if (c.kernel.initrd) args.push("-initrd", c.kernel.initrd);
   }
   if (c.noReboot) args.push("-no-reboot");
-  if (c.incomingFile) args.push("-incoming", `exec:cat '${c.incomingFile.replace(/'/g, `'\\''`)}'`);
+  // QEMU runs an exec: URI with /bin/sh -c (dash on Debian): POSIX quoting.
+  if (c.incomingFile) args.push("-incoming", `exec:cat ${shellQuote(c.incomingFile)}`);
   return args;
 }

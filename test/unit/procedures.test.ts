@@ -51,7 +51,8 @@ describe("inChroot", () => {
   it("binds the API filesystems, quotes the script once, and unmounts on exit", () => {
     const s = inChroot("/mnt/c", "echo 'hi' && update-grub");
     expect(s).toContain("for d in dev proc sys run; do mount --bind /$d /mnt/c/$d; done");
-    expect(s).toContain(`chroot /mnt/c /bin/sh -ec 'echo '\\''hi'\\'' && update-grub'`);
+    // Quoted for the guest's login shell, bash (test/unit/quote.test.ts round-trips it).
+    expect(s).toContain(`chroot /mnt/c /bin/sh -ec $'echo \\'hi\\' && update-grub'`);
     expect(s).toMatch(/trap .*umount -l \/mnt\/c\/\$d/);
   });
 });

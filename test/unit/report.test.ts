@@ -1,3 +1,4 @@
+import { XMLParser, XMLValidator } from "fast-xml-parser";
 import { describe, expect, it } from "vitest";
 import { junitXml } from "../../src/scenario/report.ts";
 import { validateScenario } from "../../src/scenario/registry.ts";
@@ -44,6 +45,33 @@ describe("junitXml", () => {
     expect(xml).toContain("exit &quot;1&quot; &amp; &lt;boom&gt;");
     expect(xml).toContain("grub rescue&gt;");
     expect(xml).not.toContain("\u0007");
+  });
+});
+
+describe("junitXml round trip", () => {
+  it("gives back every name and text as written, without the characters XML cannot carry", () => {
+    const hostile = `it's "quoted" <b> & \`ticks\` $HOME\nnext line`;
+    const xml = junitXml([
+      report({
+        scenario: "x-y",
+        verdict: "fail",
+        steps: [
+          { name: hostile, status: "failed", durationMs: 5, startedAtMs: 0, error: `${hostile}\u0001`, log: ["line\u001b[0m"] },
+          { name: "after", status: "skipped", durationMs: 0, startedAtMs: 0, log: [] },
+        ],
+        error: { message: "boom" },
+      }),
+    ]);
+    expect(XMLValidator.validate(xml)).toBe(true);
+    expect(xml).toContain("<skipped/>");
+    const doc = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: "", parseAttributeValue: false, parseTagValue: false, trimValues: false }).parse(xml);
+    const [first, second, verdict] = doc.testsuites.testsuite.testcase;
+    expect(first.name).toBe(hostile);
+    expect(first.failure.message).toBe(`it's "quoted" <b> & \`ticks\` $HOME`);
+    expect(first.failure["#text"]).toBe(`${hostile}\nline[0m`);
+    expect(second.name).toBe("after");
+    expect(verdict.name).toBe("verdict");
+    expect(doc.testsuites).toMatchObject({ tests: "3", failures: "2", errors: "0" });
   });
 });
 
