@@ -8,13 +8,13 @@
  * highlighted. Skipped, saying why, only where /usr/bin/chromium is absent.
  */
 import { existsSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dir, type DirectoryResult } from "tmp-promise";
 import { classifyBoot } from "../../src/boot/classify.ts";
-import { renderRunHtml } from "../../src/report/html.ts";
+import { renderIndexHtml, renderRunHtml, renderSweepHtml } from "../../src/report/html.ts";
 import type { ScenarioReport } from "../../src/scenario/types.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -37,6 +37,8 @@ interface PwPage {
   click(selector: string): Promise<void>;
   waitForFunction(fn: string): Promise<unknown>;
   evaluate<T>(fn: string): Promise<T>;
+  screenshot(o: { path: string; fullPage?: boolean }): Promise<unknown>;
+  close(): Promise<void>;
 }
 
 const RUNS = join(import.meta.dirname, "..", "fixtures", "runs");
@@ -75,7 +77,10 @@ afterAll(async () => {
   await tmp?.cleanup();
 });
 
-async function open(): Promise<{ page: PwPage; errors: string[]; requests: string[]; dialogs: string[] }> {
+/** Screenshots of the pages, kept after the run: $VMLAB_TEST_ARTIFACTS, or reports/screenshots in the project. */
+const SHOTS = process.env.VMLAB_TEST_ARTIFACTS ? join(process.env.VMLAB_TEST_ARTIFACTS, "screenshots") : join(import.meta.dirname, "..", "..", "reports", "screenshots");
+
+async function open(at = url): Promise<{ page: PwPage; errors: string[]; requests: string[]; dialogs: string[] }> {
   const page = await browser!.newPage();
   const errors: string[] = [];
   const requests: string[] = [];
@@ -89,7 +94,7 @@ async function open(): Promise<{ page: PwPage; errors: string[]; requests: strin
     dialogs.push(d.message());
     void d.dismiss();
   });
-  await page.goto(url, { waitUntil: "load" });
+  await page.goto(at, { waitUntil: "load" });
   return { page, errors, requests, dialogs };
 }
 
@@ -157,5 +162,53 @@ describe("report.html in chromium", () => {
     const highlighted = await page.evaluate<string[]>(`Array.from(document.querySelectorAll("#console-0 .line.ev .tx")).map(function (e) { return e.textContent; })`);
     expect(highlighted.sort()).toEqual([...evidence].sort());
     expect(errors).toEqual([]);
+  });
+
+  it("a sweep's page: one coloured cell per row of a real sweep, old root above the pivot and new below, with a legend", async (ctx) => {
+    if (!browser) return ctx.skip(NO_CHROMIUM);
+    const sweep = JSON.parse(await readFile(join(import.meta.dirname, "..", "fixtures", "sweeps", "runbook-root-to-lvm-power-cut.json"), "utf8"));
+    const file = join(tmp.path, "sweep.html");
+    await writeFile(file, renderSweepHtml(sweep));
+    const { page, errors, requests } = await open(pathToFileURL(file).href);
+    const cells = await page.evaluate<string[]>(`[...document.querySelectorAll("td.cell")].map((c) => c.dataset.category)`);
+    expect(cells).toHaveLength(sweep.rows.length);
+    // Rows 1-4 (before the copy) came back on the old root, 5-12 on the new one: the colours say so.
+    expect(cells).toEqual(sweep.rows.map((r: { root: { which: string } }) => (r.root.which === "old" ? cells[0] : cells[11])));
+    expect(new Set(cells).size).toBe(2);
+    const legend = await page.evaluate<number>(`document.querySelectorAll(".legend *").length`);
+    expect(legend).toBeGreaterThan(0);
+    expect(errors).toEqual([]);
+    expect(requests.filter((r) => !r.startsWith("file:"))).toEqual([]);
+    await mkdir(SHOTS, { recursive: true });
+    await page.screenshot({ path: join(SHOTS, "sweep.png"), fullPage: true });
+    await page.close();
+  });
+
+  it("a merged report's index: one row per run, failures first, each linking to its run's page", async (ctx) => {
+    if (!browser) return ctx.skip(NO_CHROMIUM);
+    const names = ["runbook-root-to-lvm", "runbook-root-to-lvm-no-relabel", "runbook-lvm-snapshot-rollback", "runbook-lvm-snapshot-too-small", "stale-fstab"];
+    const entries = await Promise.all(
+      names.map(async (n) => {
+        const r = JSON.parse(await readFile(join(RUNS, n.startsWith("runbook-") ? "runbooks" : "", `${n}.json`), "utf8")) as ScenarioReport;
+        return { scenario: r.scenario, verdict: n === "stale-fstab" ? ("fail" as const) : r.verdict, durationMs: r.durationMs, startedAt: r.startedAt, href: `${n}/report.html` };
+      }),
+    );
+    const file = join(tmp.path, "index.html");
+    await writeFile(file, renderIndexHtml(entries));
+    const { page, errors } = await open(pathToFileURL(file).href);
+    const rows = await page.evaluate<{ v: string; name: string; href: string }[]>(
+      `[...document.querySelectorAll("tr.run")].map((r) => ({ v: r.querySelector(".v").textContent, name: r.querySelector("a").textContent, href: r.querySelector("a").getAttribute("href") }))`,
+    );
+    expect(rows).toHaveLength(names.length);
+    expect(rows[0]).toEqual({ v: "FAIL", name: "stale-fstab", href: "stale-fstab/report.html" });
+    expect(rows.slice(1).map((r) => r.v)).toEqual(["PASS", "PASS", "PASS", "PASS"]);
+    expect(errors).toEqual([]);
+    await mkdir(SHOTS, { recursive: true });
+    await page.screenshot({ path: join(SHOTS, "index.html.png"), fullPage: true });
+    await page.close();
+    // And the run's own page, as a person first sees it.
+    const run = await open();
+    await run.page.screenshot({ path: join(SHOTS, "report.html.png"), fullPage: false });
+    await run.page.close();
   });
 });
