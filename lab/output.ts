@@ -1,12 +1,12 @@
+import { alignColumns } from "../src/util/table.ts";
 /** What the command line prints: lines on stdout, and rows as aligned columns. */
 export function out(line = ""): void {
   process.stdout.write(line + "\n");
 }
 
-/** Rows as aligned columns; the last column runs free. */
+/** Rows as aligned columns; the last column runs free (src/util/table.ts). */
 export function table(rows: string[][]): void {
-  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  for (const r of rows) out(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  "));
+  for (const l of alignColumns(rows)) out(l);
 }
 
 /** A line on stderr, for progress. */

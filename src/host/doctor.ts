@@ -3,6 +3,7 @@
  * (found or not, with its version), the accelerator choice and why, and the
  * install command when something is missing.
  */
+import { alignColumns } from "../util/table.ts";
 import { execa } from "execa";
 import { chooseAccel, type AccelChoice } from "./kvm.ts";
 import { findTool, installCommand, TOOLS } from "./tools.ts";
@@ -66,10 +67,7 @@ export function formatDoctor(report: DoctorReport): string {
     t.path ? (t.version ?? t.path) : t.purpose,
   ]);
   const head = ["", "tool", "package", "version / path"];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
-
-  const out = [line(head), ...rows.map(line), ""];
+  const out = [...alignColumns([head, ...rows]), ""];
   out.push(`accelerator: ${report.accel.accel} (-cpu ${report.accel.cpu})`);
   out.push(`  ${report.accel.reason}`);
   // A failed KVM check is not a failure of the host: vmlab falls back to TCG.

@@ -13,6 +13,7 @@ import { runScenario } from "../scenario/runner.ts";
 import { writeSweepHtml } from "../report/files.ts";
 import { chooseAccel, type AccelChoice } from "../host/kvm.ts";
 import PQueue from "p-queue";
+import { alignColumns, columnWidths } from "../util/table.ts";
 import { FINAL_REBOOT_STEP } from "../runbook/scenario.ts";
 import type { ForkSource } from "../scenario/share.ts";
 import { removeCheckpoint, type Checkpoint } from "../vm/checkpoint.ts";
@@ -245,8 +246,8 @@ export function sweepTable(r: SweepResult): string[] {
       rescue,
     ]);
   }
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
-  const lines = rows.map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join("  "));
+  const widths = columnWidths(rows);
+  const lines = alignColumns(rows, widths);
   lines.splice(1, 0, widths.map((w, i) => "-".repeat(i === widths.length - 1 ? 6 : w)).join("  "));
   lines.push("", `${r.scenario}, fault ${r.fault}: ${r.rows.length} runs in ${(r.wallMs / 1000).toFixed(0)} s wall time`);
   return lines;
