@@ -173,7 +173,7 @@ describe("LVM snapshots on real guests", () => {
     // Other runs may share this host: look for QEMUs started for these runs' directories.
     const mine = await execa("pgrep", ["-af", "qemu-system"], { reject: false });
     const dirs = Object.values(reports).map((r) => r.runDir);
-    expect(dirs).toHaveLength(SCENARIOS.length);
+    expect(dirs).toHaveLength(SCENARIOS.length + RUNBOOKS.length);
     expect(String(mine.stdout).split("\n").filter((l) => dirs.some((d) => l.includes(d)))).toEqual([]);
   });
 });
