@@ -5,7 +5,7 @@ import ora, { type Ora } from "ora";
 import { UsageError } from "../../src/errors.ts";
 import { chooseAccel } from "../../src/host/kvm.ts";
 import { requireTool } from "../../src/host/tools.ts";
-import { ensureImage } from "../../src/image/build.ts";
+import { ensureImage, imagesDir } from "../../src/image/build.ts";
 import { loadRecipe } from "../../src/image/recipes.ts";
 import { parseSize } from "../../src/disk/size.ts";
 import { faultByName, FAULTS } from "../../src/faults/index.ts";
@@ -22,12 +22,15 @@ import { defaultBoundaries, parseBoundaries, planSteps, sweep, sweepTable } from
 import { expectationTable, TABLE_BEGIN, TABLE_END } from "../../src/verdict/table.ts";
 import { DETACH_KEY } from "../../src/vm/console.ts";
 import { out, table } from "../output.ts";
-import { describeCleanup, sweepOrphans } from "../../src/vm/orphans.ts";
+import { describeCleanup, sweepDeadBuilds, sweepOrphans } from "../../src/vm/orphans.ts";
+import { treesDir } from "../../src/image/tree.ts";
 
 /** Before machines start: end what runs of dead vmlab processes left behind, and say so in one line. */
 export async function cleanOrphans(): Promise<void> {
   const line = describeCleanup(await sweepOrphans());
   if (line) process.stderr.write(`vmlab: ${line}\n`);
+  const builds = await sweepDeadBuilds([treesDir(), imagesDir()]);
+  if (builds.length) process.stderr.write(`vmlab: removed ${builds.length} build director${builds.length === 1 ? "y" : "ies"} of image builds whose process died: ${builds.join(", ")}\n`);
 }
 
 /** Selection options shared by `run` and `list`. */

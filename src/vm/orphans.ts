@@ -16,6 +16,7 @@ import { join, resolve } from "node:path";
 import { cacheDir } from "../paths.ts";
 import { listKept } from "./kept.ts";
 import { removeSocketLink, socketDir } from "./socket-dir.ts";
+import { removeBuildDir } from "../image/tree.ts";
 
 export interface RunOwner {
   runDir: string;
@@ -137,6 +138,31 @@ export async function sweepOrphans(): Promise<OrphanCleanup[]> {
     out.push({ runDir: o.runDir, ownerPid: o.pid, qemu, removed });
   }
   return out;
+}
+
+/**
+ * Build directories of image and tree builds whose process died (a killed
+ * `vmlab image build`, or a run killed while it built): mmdebstrap may have
+ * left /proc, /sys and /dev/pts mounted in them. They are unmounted and
+ * removed without crossing into another filesystem (removeBuildDir). Only a
+ * directory whose pid no longer runs is touched.
+ */
+export async function sweepDeadBuilds(dirs: string[]): Promise<string[]> {
+  const removed: string[] = [];
+  for (const dir of dirs) {
+    if (!existsSync(dir)) continue;
+    for (const name of await readdir(dir)) {
+      const m = /^\.build-.*-(\d+)$/.exec(name);
+      if (!m || processStart(Number(m[1])) !== undefined) continue;
+      try {
+        await removeBuildDir(join(dir, name));
+        removed.push(join(dir, name));
+      } catch {
+        /* left for the next time; a failed clean-up never stops the command */
+      }
+    }
+  }
+  return removed;
 }
 
 /** The one line a command prints after cleaning up after dead runs. */

@@ -7,12 +7,12 @@
  * the lab dies with the process that started it, SIGKILL included.
  */
 import { existsSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { execa, type ResultPromise } from "execa";
 import { dir, type DirectoryResult } from "tmp-promise";
-import { describeCleanup, ownRun, processStart, qemuProcessesOf, runsDir, sweepOrphans } from "../../src/vm/orphans.ts";
+import { describeCleanup, ownRun, processStart, qemuProcessesOf, runsDir, sweepDeadBuilds, sweepOrphans } from "../../src/vm/orphans.ts";
 import { endQemu } from "../vm/helpers.ts";
 
 let tmp: DirectoryResult;
@@ -92,6 +92,26 @@ describe("runs whose vmlab process died", () => {
     expect(existsSync(join(mine, "vm-sda.qcow2"))).toBe(true);
     await held.release();
     expect(await sweepOrphans()).toEqual([]);
+  });
+});
+
+describe("image builds whose process died", () => {
+  it("their build directories go, mounts first; a live build's stays", async () => {
+    const trees = join(tmp.path, "trees");
+    const child = execa("sleep", ["30"], { reject: false });
+    const dead = child.pid!;
+    child.kill("SIGKILL");
+    await child;
+    const deadDir = join(trees, `.build-bookworm-abc-${dead}`);
+    const liveDir = join(trees, `.build-bookworm-abc-${process.pid}`);
+    for (const d of [deadDir, liveDir]) await mkdir(join(d, "proc"), { recursive: true });
+    // mmdebstrap killed mid-build leaves filesystems mounted in its directory: a tmpfs stands in for /proc here.
+    await execa("mount", ["-t", "tmpfs", "-o", "size=1m", "vmlab-test", join(deadDir, "proc")]);
+    await writeFile(join(deadDir, "proc", "inside-the-mount"), "x");
+    expect(await sweepDeadBuilds([trees, join(tmp.path, "no-such-dir")])).toEqual([deadDir]);
+    expect(existsSync(deadDir)).toBe(false);
+    expect(existsSync(liveDir)).toBe(true);
+    expect((await readFile("/proc/mounts", "utf8")).includes(deadDir)).toBe(false);
   });
 });
 
