@@ -3,8 +3,9 @@
  * shell carries cd, variables and functions from block to block (over SSH
  * and on the serial console), a block marked to fail fails as it says, and a
  * command that fails for real stops the rehearsal, named with its line in
- * the document. (The runbooks in runbooks/ run with the scenarios of the same
- * procedures: test/vm/root-to-lvm.test.ts and test/vm/lvm-snapshot.test.ts.)
+ * the document. (The snapshot runbooks run with the snapshot scenarios in
+ * test/vm/lvm-snapshot.test.ts; the root → LVM pair is judged from its recorded
+ * real run in test/unit/verdict.test.ts.)
  */
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
