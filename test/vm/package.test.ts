@@ -105,7 +105,7 @@ describe("the packed vmlab in a project of its own", () => {
 
   it("npx vmlab run ./my-scenario.ts ./my-runbook.md: both pass on a real guest, judged from report.json", async () => {
     const reports = join(project, "reports");
-    const r = await execa("npx", ["--no-install", "vmlab", "run", "./my-scenario.ts", "./my-runbook.md", "--report-dir", reports], {
+    const r = await execa("npx", ["--no-install", "vmlab", "run", "./my-scenario.ts", "./my-runbook.md", "--jobs", "2", "--report-dir", reports], {
       cwd: project,
       reject: false,
       env: { ...process.env, CI: "true" },
