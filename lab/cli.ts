@@ -14,6 +14,7 @@ import { cmdInit } from "./commands/init.ts";
 import { cmdConsole, cmdPs, cmdSsh, cmdStop } from "./commands/machines.ts";
 import { cmdCheck, cmdReboot, cmdRescue, cmdUp } from "./commands/handson.ts";
 import { cmdFaults, cmdList, cmdRehearse, cmdRun, cmdSweep } from "./commands/scenarios.ts";
+import { cmdTrainCheck, cmdTrainHint, cmdTrainList, cmdTrainProve, cmdTrainReset, cmdTrainRescue, cmdTrainSolution, cmdTrainStart, cmdTrainStatus, cmdTrainStop } from "./commands/train.ts";
 import { UsageError } from "../src/errors.ts";
 
 const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
@@ -164,6 +165,34 @@ export function buildProgram(setExit: (code: number) => void): Command {
       }),
     );
   program.command("stop").description("end kept machines and remove their disks").argument("[ids...]").option("--all", "every kept machine").action(act((ids: string[], o) => cmdStop(ids, o)));
+
+  const train = program.command("train").description("training: break-fix exercises with hints and an automatic check (exercises/NAME/)");
+  const session = (c: Command) => c.option("--session <id>", "the session (default: the only open one)");
+  train.command("list").description("list the exercises").option("--json", "as JSON").action(act((o) => cmdTrainList(o)));
+  train.command("start").description("start an exercise: its broken machine, forked in seconds (made once, minutes under TCG)").argument("<exercise>").action(act((name: string) => cmdTrainStart(name)));
+  session(train.command("hint").description("the next hint; each one used is recorded")).action(act((o) => cmdTrainHint(o)));
+  session(train.command("check").description("reboot through the firmware and check the repair: exit 0 passed, 1 not yet")).action(act((o) => cmdTrainCheck(o)));
+  session(train.command("reset").description("back to the broken machine, from its checkpoint")).action(act((o) => cmdTrainReset(o)));
+  session(train.command("rescue").description("power the machine off and boot the rescue system with its disks").option("--done", "switch the rescue system off and boot the machine from its own disk")).action(
+    act((o) => cmdTrainRescue(o)),
+  );
+  session(train.command("solution").description("show the reference solution; the exercise counts as given up")).action(act((o) => cmdTrainSolution(o)));
+  session(train.command("stop").description("end the session and its machines").option("--all", "every open session")).action(act((o) => cmdTrainStop(o)));
+  train.command("status").description("the sessions: exercise, state, hints used, checks").option("--json", "as JSON (without tokens)").action(act((o) => cmdTrainStatus(o)));
+  train
+    .command("prove")
+    .description("prove exercises: broken, the check fails as declared; after the reference solution, it passes")
+    .argument("[exercises...]", "default: all")
+    .option("--jobs <n>", "machines at a time (default 1)")
+    .option("--json", "the results as JSON")
+    .action(act((names: string[], o) => cmdTrainProve(names, o)));
+  train
+    .command("serve")
+    .description("the browser way: exercise list, session pages with console and SSH terminals, and /trainer")
+    .option("--host <addr>", "address to listen on (default 127.0.0.1; anything else is warned about)")
+    .option("--port <n>", "port (default: a free one, printed)")
+    .option("--idle-minutes <n>", "stop a session idle this long (default 30)")
+    .action(act(async (o) => (await import("./commands/train-serve.ts")).cmdTrainServe(o)));
 
   const report = program.command("report").description("reports: merge runs, render HTML pages");
   report

@@ -73,7 +73,7 @@ export async function up(o: UpOptions, accel?: AccelChoice): Promise<{ report: S
 }
 
 /** Take over a kept, running machine from this process: its console log, SSH and QMP. */
-async function adopt(e: KeptVm): Promise<Machine> {
+export async function adopt(e: KeptVm): Promise<Machine> {
   const m = new Machine({
     name: e.machine,
     runDir: e.reportDir,
@@ -93,8 +93,16 @@ export async function rebootKept(id: string): Promise<{ entry: KeptStatus; boot:
   const e = await requireAlive(id);
   const m = await adopt(e);
   const boot = m.bootId === undefined
-    ? // No SSH (a machine stuck in an emergency shell): the reset button.
-      await m.bootAfter(() => qmp(e, "system_reset"), { via: "firmware", reason: "reset", singleBoot: true })
+    ? // No SSH (a machine stuck in an emergency shell): what a careful person does at the keyboard,
+      // Alt-SysRq-S and -U (sync, remount read-only: a repair typed there is kept), then the reset button.
+      await m.bootAfter(
+        async () => {
+          await sysrq(e, "s");
+          await sysrq(e, "u");
+          await qmp(e, "system_reset");
+        },
+        { via: "firmware", reason: "reset", singleBoot: true },
+      )
     : await m.reboot();
   return { entry: e, boot };
 }
@@ -141,12 +149,39 @@ async function qmp(e: Pick<KeptVm, "qmpSocket">, command: string): Promise<void>
   }
 }
 
-/** Power a kept machine off: a clean poweroff over SSH, else QMP quit, else SIGKILL. Its disks stay. */
-async function powerOff(e: KeptVm): Promise<void> {
+/**
+ * What a rescue system is switched off with: what its shell wrote reaches the
+ * disks (sync), and what it mounted of the machine's disks is unmounted,
+ * deepest first, so the machine's filesystems are clean at its next boot.
+ */
+export const RESCUE_SWITCH_OFF = "sync; findmnt -rno TARGET | grep -E '^/(mnt|media)(/|$)' | sort -r | while read -r m; do umount \"$m\" || umount -l \"$m\"; done; sync";
+
+/** One magic SysRq key on the machine's keyboard (Debian's kernel.sysrq allows sync and remount read-only), then a moment for it to act. */
+async function sysrq(e: Pick<KeptVm, "qmpSocket">, key: "s" | "u"): Promise<void> {
+  const q = await QmpClient.connect(e.qmpSocket, { timeoutMs: 5000, commandTimeoutMs: 10_000 });
+  try {
+    await q.execute("send-key", { keys: ["alt", "sysrq", key].map((data) => ({ type: "qcode", data })) });
+  } finally {
+    q.close();
+  }
+  await new Promise((r) => setTimeout(r, 1500));
+}
+
+/**
+ * Power a kept machine off: a clean poweroff over SSH, else QMP quit, else
+ * SIGKILL. Its disks stay. A rescue system (`switchOff`) is not shut down
+ * but synced, its mounts of the machine's disks undone, and switched off: its
+ * own disk is thrown away, and a poweroff under TCG takes half a minute.
+ */
+async function powerOff(e: KeptVm, o: { switchOff?: boolean } = {}): Promise<void> {
   if (!liveness(e).alive) return;
   const target = { host: "127.0.0.1", port: e.sshPort, user: "root", keyPath: e.sshKey };
+  if (o.switchOff && (await sshRun(target, RESCUE_SWITCH_OFF, { timeoutMs: 60_000, connectTimeoutS: 5 })).exitCode === 0) {
+    await qmp(e, "quit").catch(() => undefined);
+    if (await waitDead(e, 10_000)) return;
+  }
   // A machine that answers is shut down cleanly; one that does not (a panic, an emergency shell) is switched off.
-  if ((await sshRun(target, "true", { timeoutMs: 20_000, connectTimeoutS: 5 })).exitCode === 0) {
+  if (!o.switchOff && (await sshRun(target, "true", { timeoutMs: 20_000, connectTimeoutS: 5 })).exitCode === 0) {
     await sshRun(target, "systemctl poweroff", { timeoutMs: 15_000, connectTimeoutS: 5 });
     if (await waitDead(e, 90_000)) return;
   }
@@ -208,7 +243,7 @@ export async function rescueDone(id: string, accel?: AccelChoice): Promise<{ ent
   if (!e.parked) throw new UsageError(`${e.id} is not in rescue`, { hint: `\`vmlab rescue ${e.id}\` boots the rescue system with its disks` });
   const r = await findKept(e.parked.rescue).catch(() => undefined);
   if (r) {
-    await powerOff(r);
+    await powerOff(r, { switchOff: true });
     await dropEntry(r.id);
     for (const f of r.overlays) await rm(f, { force: true });
   }

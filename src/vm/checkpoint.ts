@@ -21,6 +21,7 @@ import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises"
 import { join } from "node:path";
 import { createOverlay } from "../disk/qemu-img.ts";
 import { VmlabError } from "../errors.ts";
+import type { BootOutcome } from "../boot/classify.ts";
 import { Machine, type BootRecord, type MachineOptions } from "./machine.ts";
 import type { DiskAttachment } from "./qemu-args.ts";
 
@@ -126,7 +127,7 @@ export interface ForkOptions extends Omit<MachineOptions, "disks" | "incomingSta
  * `o.runDir`, running and answering SSH (or the resume's failure recorded in
  * its boot). The overlays are named `<name>-<disk id>.qcow2`.
  */
-export async function fork(cp: Checkpoint, o: ForkOptions): Promise<{ vm: Machine; boot: BootRecord }> {
+export async function fork(cp: Checkpoint, o: ForkOptions, resume: { ended?: BootOutcome } = {}): Promise<{ vm: Machine; boot: BootRecord }> {
   if (!existsSync(cp.state)) throw new VmlabError(`checkpoint ${cp.dir} has no state file`, { hint: "take the checkpoint again" });
   await mkdir(o.runDir, { recursive: true });
   const disks: DiskAttachment[] = [];
@@ -137,6 +138,6 @@ export async function fork(cp: Checkpoint, o: ForkOptions): Promise<{ vm: Machin
     disks.push({ path, format: "qcow2", id: d.id, scsiId: d.scsiId });
   }
   const vm = new Machine({ ...o, disks, incomingState: cp.state, memoryMiB: cp.memoryMiB, smp: cp.smp, network: cp.network });
-  const boot = await vm.resume({ reason: "fork" });
+  const boot = await vm.resume({ reason: "fork", ...resume });
   return { vm, boot };
 }

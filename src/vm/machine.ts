@@ -4,7 +4,7 @@ import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { open, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { VmlabError } from "../errors.ts";
-import { classifyBoot, stalledAtHandover, terminalOutcome, type BootClassification } from "../boot/classify.ts";
+import { classifyBoot, stalledAtHandover, terminalOutcome, type BootClassification, type BootOutcome } from "../boot/classify.ts";
 import { buildQemuArgs, type DiskAttachment, type QemuConfig } from "./qemu-args.ts";
 import { QmpClient } from "./qmp.ts";
 import { socketDir } from "./socket-dir.ts";
@@ -220,6 +220,13 @@ export class Machine {
     t.unref();
   }
 
+  /** Let go of a machine taken over with `adopt`: its console connection and QMP closed, QEMU left running. */
+  detach(): void {
+    this.closeSerial();
+    this.qmp?.close();
+    this.qmp = undefined;
+  }
+
   /** Current size of the serial log: the offset where the next boot begins. */
   async logOffset(): Promise<number> {
     try {
@@ -396,7 +403,7 @@ export class Machine {
    * clock is set from the host's, since the guest wakes up believing it is
    * still the moment the state was saved.
    */
-  async resume(opts: { timeoutMs?: number; reason?: string } = {}): Promise<BootRecord> {
+  async resume(opts: { timeoutMs?: number; reason?: string; ended?: BootOutcome } = {}): Promise<BootRecord> {
     if (!this.opts.incomingState) throw new VmlabError(`machine ${this.opts.name} has no saved state to resume`);
     const from = await this.logOffset();
     const started = Date.now();
@@ -417,6 +424,14 @@ export class Machine {
       }
       if (Date.now() > deadline) break;
       await sleep(20);
+    }
+    if (opts.ended && opts.ended !== "ssh") {
+      // A machine saved after its boot had failed (an emergency shell, a panic): nothing answers SSH, and nothing need.
+      const c = classifyBoot("", { timedOut: true });
+      c.outcome = opts.ended;
+      c.evidence = [`resumed the saved state of a machine whose boot had ended as ${opts.ended}`];
+      c.reached = { firmware: false, grub: false, kernel: false, initramfs: false, userspace: false };
+      return this.recordBoot("saved-state", opts.reason ?? "resume", c, started, from);
     }
     let answered = false;
     while (!answered && Date.now() < deadline && !this.exited) {

@@ -1,0 +1,9 @@
+# In the rescue system, as root. The machine's disk has the serial "sda".
+set -eu
+disk=$(lsblk -dno PATH,SERIAL | awk '$2 == "sda" { print $1 }')
+mkdir -p /mnt/old
+mount -o ro,offset=$((411648 * 512)) "$disk" /mnt/old
+dd if=/mnt/old/root/mbr-sda.bin of="$disk" bs=512 count=1 conv=fsync
+umount /mnt/old
+blockdev --rereadpt "$disk"
+sfdisk -d "$disk"
