@@ -1,11 +1,11 @@
 /** `vmlab train serve`: training mode in a browser (src/training/serve.ts). */
 import { isIP } from "node:net";
 import { UsageError } from "../../src/errors.ts";
-import { DEFAULT_MACHINE_BYTES, DEFAULT_PORT, isLoopback, startTrainServer } from "../../src/training/serve.ts";
+import { DEFAULT_MACHINE_BYTES, isLoopback, startTrainServer } from "../../src/training/serve.ts";
 import { note, out } from "../output.ts";
 
 function portOf(v: string | undefined): number {
-  if (v === undefined) return DEFAULT_PORT;
+  if (v === undefined) return 0;
   const n = Number(v);
   if (!/^\d{1,5}$/.test(v) || n > 65535) throw new UsageError(`bad --port "${v}": use a port number from 0 to 65535 (0: any free one)`);
   return n;

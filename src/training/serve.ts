@@ -76,7 +76,7 @@ export interface ExerciseApi {
 export interface ServeOptions {
   /** Address to listen on (default 127.0.0.1). */
   host?: string;
-  /** Port (default 7780; 0 picks a free one). */
+  /** Port (default 0: a free one). */
   port?: number;
   /** The trainer's token (default: VMLAB_TRAINER_TOKEN, else a random one). */
   trainerToken?: string;
@@ -105,7 +105,6 @@ export interface TrainServer {
   close(): Promise<void>;
 }
 
-export const DEFAULT_PORT = 7780;
 export const BODY_LIMIT = 16 * 1024;
 export const WS_MESSAGE_LIMIT = 64 * 1024;
 /** Typing into a terminal: at most this many bytes a second, averaged over a few seconds (a paste of a script is fine). */
@@ -212,6 +211,12 @@ interface Terminal {
 
 const md = new MarkdownIt({ html: false, linkify: false, typographer: false });
 
+/** A hint as HTML: its heading (the first line) in bold, the rest as Markdown; raw HTML in it is shown as text. */
+export function hintHtml(text: string): string {
+  const [head, ...rest] = text.split("\n");
+  return `<p><strong>${md.renderInline(head ?? "")}</strong></p>${md.render(rest.join("\n"))}`;
+}
+
 function publicSession(s: TrainingSession): Omit<TrainingSession, "token" | "dir"> {
   const { token, dir, ...rest } = s;
   void token;
@@ -245,7 +250,7 @@ export async function startTrainServer(o: ServeOptions = {}): Promise<TrainServe
   const terminals = new Map<string, Set<Terminal>>();
   const lastTouch = new Map<string, number>();
   const persisted = new Map<string, number>();
-  let port = o.port ?? DEFAULT_PORT;
+  let port = o.port ?? 0;
 
   // ---------------------------------------------------------------- hosts
 
@@ -541,7 +546,7 @@ export async function startTrainServer(o: ServeOptions = {}): Promise<TrainServe
             ...exerciseSummary(exercise),
             storyHtml: md.render(exercise.story),
             hintsTotal: exercise.hints.length,
-            hints: exercise.hints.slice(0, s.hintsUsed),
+            hints: exercise.hints.slice(0, s.hintsUsed).map(hintHtml),
             solution: s.state === "gave-up" ? exercise.solve.script : undefined,
             solutionWhere: exercise.solve.where,
           }
@@ -613,7 +618,7 @@ export async function startTrainServer(o: ServeOptions = {}): Promise<TrainServe
           busy(s);
           touch(s.id);
           const h = await sessions.nextHint(s.id);
-          return send(res, 200, h);
+          return send(res, 200, { ...h, html: hintHtml(h.text) });
         }
         case "solution": {
           busy(s);

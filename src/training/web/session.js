@@ -169,7 +169,8 @@ function render(v) {
   }
   if (ex && ex.hints.length) {
     $("hints").hidden = false;
-    $("hint-list").replaceChildren(...ex.hints.map((t) => h("li", {}, t)));
+    // Rendered by the server with markdown-it, raw HTML off.
+    $("hint-list").replaceChildren(...ex.hints.map((html) => hintItem(html)));
   }
   if (ex && ex.solution) showSolution(ex.solution, ex.solutionWhere);
   const job = v.job;
@@ -212,6 +213,12 @@ function render(v) {
   }
 }
 
+function hintItem(html) {
+  const li = h("li", { class: "hint" });
+  li.innerHTML = html;
+  return li;
+}
+
 function showSolution(text, where) {
   $("solution").hidden = false;
   $("solution-text").textContent = text;
@@ -238,7 +245,7 @@ async function act(action) {
     if (action === "hint") {
       const hint = await api("POST", `/api/sessions/${encodeURIComponent(id)}/hint`, token);
       $("hints").hidden = false;
-      if ($("hint-list").children.length < hint.index) $("hint-list").append(h("li", {}, hint.text));
+      if ($("hint-list").children.length < hint.index) $("hint-list").append(hintItem(hint.html));
     } else if (action === "solution") {
       if (!solutionArmed) {
         solutionArmed = true;
