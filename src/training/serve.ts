@@ -22,8 +22,8 @@
  *   typing rate and terminal sizes are bounded;
  * - nothing typed reaches a host shell: ssh is spawned with an argument
  *   array, and the serial console is a unix socket;
- * - a session with no terminal input and no action for `idleMinutes` is
- *   stopped, and a new machine is started only while the host has the
+ * - a session used through the server with no terminal input and no action
+ *   for `idleMinutes` is stopped, and a new machine is started only while the host has the
  *   memory for it (503 otherwise).
  *
  * Long actions (check, reset, rescue, rescue done) run in the background;
@@ -250,6 +250,8 @@ export async function startTrainServer(o: ServeOptions = {}): Promise<TrainServe
   const terminals = new Map<string, Set<Terminal>>();
   const lastTouch = new Map<string, number>();
   const persisted = new Map<string, number>();
+  /** Sessions used through this server (started here, or opened with their token): the idle limit applies to them. */
+  const known = new Set<string>();
   let port = o.port ?? 0;
 
   // ---------------------------------------------------------------- hosts
@@ -306,6 +308,7 @@ export async function startTrainServer(o: ServeOptions = {}): Promise<TrainServe
       if (!(err instanceof UsageError)) throw err;
     }
     if (!token || !s || !sameSecret(token, s.token)) throw new HttpError(403, "this session's token is needed", "open the session from the link you were given when it started");
+    known.add(s.id);
     return s;
   }
 
@@ -479,6 +482,7 @@ export async function startTrainServer(o: ServeOptions = {}): Promise<TrainServe
         l.state = "done";
         l.session = { id: s.id, token: s.token };
         lastTouch.set(s.id, Date.now());
+        known.add(s.id);
         log(`session ${s.id} of ${exercise.name} started`);
       })
       .catch((err) => {
@@ -971,7 +975,8 @@ export async function startTrainServer(o: ServeOptions = {}): Promise<TrainServe
     try {
       const now = Date.now();
       for (const s of await sessions.listSessions()) {
-        if (ENDED.has(s.state) || s.state === "starting" || jobs.get(s.id)?.state === "running") continue;
+        // A session only used from the command line is not this server's to judge: its terminals are elsewhere.
+        if (!known.has(s.id) || ENDED.has(s.state) || s.state === "starting" || jobs.get(s.id)?.state === "running") continue;
         const last = Math.max(Date.parse(s.lastActivityAt) || 0, lastTouch.get(s.id) ?? 0);
         if (now - last < idleMs) continue;
         log(`session ${s.id} (${s.exercise}): idle for ${Math.round((now - last) / 60_000)} minutes, stopped`);

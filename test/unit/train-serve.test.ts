@@ -334,17 +334,22 @@ describe("vmlab train serve: the trainer", () => {
 });
 
 describe("vmlab train serve: idle sessions", () => {
-  it("a session with no activity for --idle-minutes is stopped; an active one is not", async () => {
+  it("a session used through the server with no activity for --idle-minutes is stopped; an active one, and one only used from the command line, are not", async () => {
     // Idle for 10 minutes: past this server's limit of 1, within the other server's 30.
-    const old = await record(session(`stale-fstab-uuid-${randomBytes(3).toString("hex")}`, { lastActivityAt: new Date(Date.now() - 600_000).toISOString() }));
+    const tenAgo = new Date(Date.now() - 600_000).toISOString();
+    const old = await record(session(`stale-fstab-uuid-${randomBytes(3).toString("hex")}`, { lastActivityAt: tenAgo }));
     const fresh = await record(session(`stale-fstab-uuid-${randomBytes(3).toString("hex")}`));
+    const elsewhere = await record(session(`stale-fstab-uuid-${randomBytes(3).toString("hex")}`, { lastActivityAt: tenAgo }));
     const lines: string[] = [];
     const idle = await startTrainServer({ port: 0, idleMinutes: 1, trainerToken: "trainer-token-for-the-test", log: (l) => lines.push(l) });
     try {
+      // The trainees' pages read their sessions (reading is not activity).
+      for (const s of [old, fresh]) expect((await call("GET", `/api/sessions/${s.id}`, { port: idle.port, token: s.token })).status).toBe(200);
       const deadline = Date.now() + 20_000;
       while ((await findSession(old.id)).state !== "stopped" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
       expect((await findSession(old.id)).state).toBe("stopped");
       expect((await findSession(fresh.id)).state).toBe("running");
+      expect((await findSession(elsewhere.id)).state).toBe("running");
       expect(lines.join("\n")).toMatch(new RegExp(`session ${old.id} \\(stale-fstab-uuid\\): idle for 10 minutes, stopped`));
     } finally {
       await idle.close();

@@ -59,7 +59,7 @@ const serverLog: string[] = [];
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) return;
   // The real command line, on a free loopback port.
-  serve = execa("node", [join(projectRoot, "lab/vmlab.mjs"), "train", "serve", "--port", "0"], { reject: false, stdin: "ignore", env: { ...process.env, CI: "true" } });
+  serve = execa("node", [join(projectRoot, "lab/vmlab.mjs"), "train", "serve", "--port", "0", "--idle-minutes", "1440"], { reject: false, stdin: "ignore", env: { ...process.env, CI: "true" } });
   let out = "";
   serve.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   serve.stderr!.on("data", (d: Buffer) => serverLog.push(d.toString()));
