@@ -217,6 +217,15 @@ export function hintHtml(text: string): string {
   return `<p><strong>${md.renderInline(head ?? "")}</strong></p>${md.render(rest.join("\n"))}`;
 }
 
+/** A path segment, decoded; a malformed escape is the client's mistake (400), not the server's. */
+function decode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new HttpError(400, "a malformed escape in the address");
+  }
+}
+
 function publicSession(s: TrainingSession): Omit<TrainingSession, "token" | "dir"> {
   const { token, dir, ...rest } = s;
   void token;
@@ -587,7 +596,7 @@ export async function startTrainServer(o: ServeOptions = {}): Promise<TrainServe
       return send(res, 200, { exercises: list.map(exerciseSummary) });
     }
     if (get && (m = /^\/api\/exercises\/([^/]+)$/.exec(path))) {
-      const e = await exerciseByName(decodeURIComponent(m[1]!));
+      const e = await exerciseByName(decode(m[1]!));
       return send(res, 200, { ...exerciseSummary(e), storyHtml: md.render(e.story) });
     }
 
@@ -609,7 +618,7 @@ export async function startTrainServer(o: ServeOptions = {}): Promise<TrainServe
 
     // A trainee's session: its own token only.
     if ((m = /^\/api\/sessions\/([^/]+)(?:\/([a-z-]+))?$/.exec(path))) {
-      const id = decodeURIComponent(m[1]!);
+      const id = decode(m[1]!);
       const what = m[2];
       if (method === "POST") checkPost(req, host);
       const s = await sessionFor(id, bearer(req));
@@ -673,7 +682,7 @@ export async function startTrainServer(o: ServeOptions = {}): Promise<TrainServe
       }
       if (method === "POST" && (m = /^\/api\/trainer\/sessions\/([^/]+)\/stop$/.exec(path))) {
         await readJson(req);
-        const id = decodeURIComponent(m[1]!);
+        const id = decode(m[1]!);
         if (!SESSION_ID.test(id)) throw new HttpError(404, "no such session");
         let s: TrainingSession;
         try {
@@ -742,7 +751,7 @@ export async function startTrainServer(o: ServeOptions = {}): Promise<TrainServe
       const m = /^\/ws\/sessions\/([^/]+)\/(serial|ssh)$/.exec(url.pathname);
       if (!m) throw new HttpError(404, "no such WebSocket");
       checkOrigin(req, host, true);
-      const s = await sessionFor(decodeURIComponent(m[1]!), url.searchParams.get("token") ?? undefined);
+      const s = await sessionFor(decode(m[1]!), url.searchParams.get("token") ?? undefined);
       const cols = size(url.searchParams.get("cols"), TERMINAL_COLS, 80);
       const rows = size(url.searchParams.get("rows"), TERMINAL_ROWS, 24);
       wss.handleUpgrade(req, socket, head, (ws) => {

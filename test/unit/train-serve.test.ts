@@ -171,6 +171,7 @@ describe("vmlab train serve: exercises and starting a session", () => {
     expect(unknown.json.error).toMatch(/no exercise named "no-such-exercise"/);
     expect((await call("GET", "/api/exercises/no-such-exercise")).status).toBe(404);
     expect((await call("GET", "/api/exercises/Bad_Name")).status).toBe(400);
+    expect((await call("GET", "/api/exercises/%E0%A4%A")).status).toBe(400);
   });
 
   it("an oversized body is 413, a body that is not JSON 415 or 400", async () => {
