@@ -6,6 +6,7 @@ import { listExercises, loadExercise } from "../../src/training/exercise.ts";
 import { proveExercises, type ProofResult } from "../../src/training/prove.ts";
 import {
   checkSession,
+  consoleTailOf,
   currentSession,
   findSession,
   giveUp,
@@ -63,6 +64,9 @@ export async function cmdTrainStart(name: string): Promise<number> {
   out(`(${ex.level}, about ${ex.minutes} minutes)`);
   out("");
   out(ex.story);
+  out("");
+  out("The machine's console ends with:");
+  for (const l of await consoleTailOf(s, 8)) out(`  | ${l}`);
   out("");
   out(`session ${s.id} (token ${s.token}): the machine is running`);
   reach(s, s.machine);

@@ -264,7 +264,7 @@ export async function rescueDone(id: string, accel?: AccelChoice): Promise<{ ent
     throw err;
   }
   await dropEntry(e.id);
-  const kept = await keepMachine(m, { scenario: e.scenario, verdict: e.verdict, runDir: e.reportDir, startedAt: e.startedAt });
+  const kept = await keepMachine(m, { scenario: e.scenario, verdict: e.verdict, runDir: e.reportDir, startedAt: e.startedAt, id: e.id });
   return { entry: kept, boot };
 }
 

@@ -45,6 +45,17 @@ export async function applySolution(ex: Exercise, sessionId: string, accel: Acce
     const vm = await adopt(e);
     const sh = new ConsoleShell(vm);
     try {
+      // Right after a fork resumes, the guest's serial line may drop what is typed: press Enter until it answers.
+      for (let i = 0; ; i++) {
+        const from = await vm.logOffset();
+        await vm.type("\n");
+        try {
+          await sh.waitFor(from, /(?:#|\$|:)\s*$/, 5000, "a prompt after Enter");
+          break;
+        } catch (err) {
+          if (i >= 5) throw err;
+        }
+      }
       let typed = "";
       for (const line of consoleLines(ex.solve.script)) {
         const from = await vm.logOffset();

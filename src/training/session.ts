@@ -20,7 +20,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { appendFile, copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { BootOutcome } from "../boot/classify.ts";
 import { UsageError, VmlabError } from "../errors.ts";
@@ -204,8 +204,14 @@ function requireOpen(s: TrainingSession): void {
   if (s.state === "starting") throw new UsageError(`training session ${s.id} is still starting`);
 }
 
+/** The name of the machine's console log in a session's directory. */
+export const SESSION_CONSOLE_LOG = "vm.console.log";
+
 async function forkBroken(ex: Exercise, broken: BrokenState, id: string, dir: string, accel: AccelChoice): Promise<KeptVm> {
   const { privateKey } = await labKey();
+  // The console begins with the boot into the failure, as the trainee would have seen it; QEMU appends to it.
+  const made = join(broken.dir, SESSION_CONSOLE_LOG);
+  if (existsSync(made)) await appendFile(join(dir, SESSION_CONSOLE_LOG), await readFile(made));
   const { vm, boot } = await fork(broken.checkpoint, { name: "vm", runDir: dir, accel, sshKey: privateKey, keepable: true }, { ended: broken.boot.outcome as BootOutcome });
   if (boot.outcome !== broken.boot.outcome) {
     await vm.kill();
@@ -413,4 +419,12 @@ export async function sessionTerminals(id: string): Promise<SessionTerminals> {
   const e = await findKept(s.state === "rescue" && s.rescue ? s.rescue : s.machine);
   if (!liveness(e).alive) throw new UsageError(`the machine of session ${s.id} is not running`, { hint: "reset the session" });
   return { serialSocket: e.serialSocket, ssh: { host: "127.0.0.1", port: e.sshPort, user: "root", keyPath: e.sshKey }, machine: e.id };
+}
+
+/** The last lines of what the session's machine printed on its console (escape codes removed). */
+export async function consoleTailOf(s: Pick<TrainingSession, "dir">, lines = 12): Promise<string[]> {
+  const f = join(s.dir, SESSION_CONSOLE_LOG);
+  if (!existsSync(f)) return [];
+  const text = (await readFile(f, "utf8")).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").replace(/\r/g, "");
+  return text.split("\n").filter((l) => l.trim()).slice(-lines);
 }

@@ -1,6 +1,7 @@
 /**
  * The hands-on primitives on real guests, as a person at a terminal uses
- * them: `vmlab up` a machine with a blank extra disk, `check` it, break its
+ * them: `vmlab up` a machine with a blank extra disk (8G: the warm state of
+ * the RAID1 scenarios, so it is made once for both), `check` it, break its
  * boot (the initrd moved away), `reboot` it and read the classified
  * failure, `rescue` it (the rescue system gets its disks), repair /boot by
  * hand over `vmlab ssh`, `rescue --done` to boot it from its own disk, check
@@ -25,7 +26,7 @@ async function ps(): Promise<KeptStatus[]> {
 
 describe("up, reboot, check, rescue and rescue --done on real guests", () => {
   it("a person breaks a machine's boot, sees why, repairs it from the rescue system and boots it again", async () => {
-    const up = await vmlab(["up", "--disks", "1G", "--report-dir", reports]);
+    const up = await vmlab(["up", "--disks", "8G", "--report-dir", reports]);
     expect(up.exitCode, `${up.stdout}\n${up.stderr}`).toBe(0);
     const id = /^(up-debian12-bios-[0-9a-f]+): up /m.exec(up.stdout)?.[1];
     expect(id, up.stdout).toBeDefined();
@@ -36,7 +37,7 @@ describe("up, reboot, check, rescue and rescue --done on real guests", () => {
       expect(entry.alive).toBe(true);
       // The blank disk is there, as sdb.
       const lsblk = await vmlab(["ssh", id!, "lsblk", "-dno", "NAME,SIZE", "/dev/sdb"]);
-      expect(lsblk.stdout.trim()).toMatch(/^sdb\s+1G$/);
+      expect(lsblk.stdout.trim()).toMatch(/^sdb\s+8G$/);
 
       const check = await vmlab(["check", id!, "--root", "/dev/sda2"]);
       expect(check.exitCode, check.stdout).toBe(0);

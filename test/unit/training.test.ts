@@ -1,0 +1,114 @@
+/**
+ * Training mode's pure logic: every exercise folder loads and declares a
+ * check that tells broken from fixed; bad exercise folders are exit 2 naming
+ * the file and key; the check's judgement in a trainee's words.
+ */
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { UsageError } from "../../src/errors.ts";
+import { consoleLines, listExercises, loadExercise, parseHints, readExercise, validExerciseName } from "../../src/training/exercise.ts";
+import { judgeRecorded } from "../../src/training/prove.ts";
+import { brokenMismatch, judgeCheck } from "../../src/training/session.ts";
+
+const own = join(import.meta.dirname, "../../exercises");
+
+async function usage(p: Promise<unknown>): Promise<UsageError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(UsageError);
+    return e as UsageError;
+  }
+  throw new Error("expected a UsageError");
+}
+
+/** A copy of an exercise with its exercise.md edited. */
+function variant(name: string, edit: (md: string) => string): string {
+  const dir = join(mkdtempSync(join(tmpdir(), "vmlab-ex-")), name);
+  cpSync(join(own, name), dir, { recursive: true });
+  writeFileSync(join(dir, "exercise.md"), edit(readFileSync(join(dir, "exercise.md"), "utf8")));
+  return dir;
+}
+
+describe("the exercises", () => {
+  it("all load, each with a story, hints, a break, a declared broken outcome and a solution; at least two need the rescue system", async () => {
+    const all = await listExercises();
+    expect(all.length).toBeGreaterThanOrEqual(7);
+    for (const e of all) {
+      expect(e.story.length, e.name).toBeGreaterThan(100);
+      expect(e.hints.length, e.name).toBeGreaterThanOrEqual(3);
+      expect(e.solve.script.trim(), e.name).not.toBe("");
+      // A check that cannot tell broken from fixed is refused at load; here every one has a boot, a root or commands.
+      expect(e.check.outcome !== e.broken.outcome || e.check.commands.length > 0 || e.check.root, e.name).toBeTruthy();
+    }
+    expect(all.filter((e) => e.needsRescue).length).toBeGreaterThanOrEqual(2);
+    expect(all.map((e) => e.name)).toEqual(expect.arrayContaining(["initrd-deleted", "stale-fstab-uuid", "mbr-446-restore", "duplicate-root-uuid", "lvm-snapshot-overflow", "root-locked-emergency", "shrink-root"]));
+  });
+
+  it("reads front matter, hints and scripts as written", async () => {
+    const e = await loadExercise("stale-fstab-uuid");
+    expect(e).toMatchObject({ level: "beginner", image: "debian12-bios", broken: { outcome: "emergency-mode" }, check: { outcome: "ssh", data: true, reboot: true }, solve: { where: "console" } });
+    expect(e.hints[0]).toMatch(/^Read what the console says\n/);
+    expect(consoleLines(e.solve.script)[0]).toBe("vmlab");
+    expect((await loadExercise("initrd-deleted")).break).toEqual({ fault: "missing-initrd", options: {} });
+  });
+
+  it("bad names and bad folders are exit 2, naming the file and the key", async () => {
+    expect(validExerciseName("../etc")).toBe(false);
+    expect((await usage(loadExercise("../etc/passwd"))).message).toMatch(/is not an exercise name/);
+    expect((await usage(loadExercise("no-such-exercise"))).hint).toMatch(/the exercises are: .*stale-fstab-uuid/);
+    const cases: [string, (md: string) => string, RegExp][] = [
+      ["stale-fstab-uuid", (md) => md.replace("outcome: emergency-mode", "outcome: emergency"), /broken\.outcome: "emergency" is not a boot outcome/],
+      ["stale-fstab-uuid", (md) => md.replace("level: beginner", "level: guru"), /level: "guru" is not beginner/],
+      ["stale-fstab-uuid", (md) => md.replace("title:", "colour: red\ntitle:"), /colour: unknown key/],
+      ["stale-fstab-uuid", (md) => md.replace("where: console", "where: ssh"), /solve\.where: "ssh" is not guest, rescue or console/],
+      ["initrd-deleted", (md) => md.replace("fault: missing-initrd", "fault: gremlins"), /break\.fault: unknown fault "gremlins"/],
+      ["stale-fstab-uuid", (md) => md.replace("script: break.sh", "script: ../x.sh"), /break\.script: "\.\.\/x\.sh" must be a file in the exercise's folder/],
+      ["stale-fstab-uuid", (md) => md.replace("tags: [", "tags: [ [").replace("console]", "console"), /front matter is not YAML/],
+      // A check that would pass the broken machine: same outcome, nothing else checked.
+      ["lvm-snapshot-overflow", (md) => md.replace(/  data: true\n  commands:[\s\S]*?\nsolve:/, "  data: false\nsolve:"), /a fixed machine would end its boot as ssh, like the broken one/],
+    ];
+    for (const [name, edit, re] of cases) {
+      const dir = variant(name, edit);
+      const err = await usage(readExercise(dir));
+      expect(err.message, String(re)).toMatch(re);
+      expect(err.message).toContain(join(dir, "exercise.md"));
+    }
+  });
+
+  it("hints are the ## sections of hints.md, in order", () => {
+    expect(parseHints("intro\n## One\nfirst\n\n## Two\nsecond\n")).toEqual(["One\nfirst", "Two\nsecond"]);
+    expect(parseHints("no sections")).toEqual([]);
+  });
+});
+
+describe("the check's judgement", () => {
+  it("a broken boot is not yet fixed, said in a trainee's words; a fixed one with all its facts passes", async () => {
+    const e = await loadExercise("initrd-deleted");
+    // The boot the lab recorded when it made this exercise's broken state (classifier output on a real console log).
+    const panic = { outcome: "kernel-panic", detail: "no-root", via: "firmware", evidence: ["VFS: Cannot open root device \"UUID=...\" or unknown-block(0,0): error -6", "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)"], durationMs: 9000 };
+    expect(brokenMismatch(e, panic)).toBeUndefined();
+    const a = judgeRecorded(e, panic);
+    expect(a.pass).toBe(false);
+    expect(a.summary).toMatch(/^not yet: the kernel started but could not go on \(a kernel panic\) \(no-root\); a fixed machine boots and answers/);
+    expect(a.reasons).toContain("not yet true: the running kernel has its initramfs in /boot");
+
+    const fixed = judgeCheck(e, {
+      boot: { outcome: "ssh", via: "firmware", evidence: ["sshd answered"], durationMs: 40_000 },
+      root: { device: "/dev/sda2", fstype: "ext3" },
+      data: { intact: true, summary: "intact: 204 files match" },
+      commands: e.check.commands.map((c) => ({ ...c, ok: true, output: "" })),
+    });
+    expect(fixed).toEqual([]);
+    const wrongRoot = judgeCheck(e, { boot: { outcome: "ssh", via: "firmware", evidence: [], durationMs: 1 }, root: { device: "/dev/mapper/sys-rootcopy", fstype: "ext3" }, data: { intact: false, summary: "2 files changed" }, commands: [] });
+    expect(wrongRoot).toEqual(["/ is mounted from /dev/mapper/sys-rootcopy, and it should be /dev/sda2", "the data in /srv/vmlab-data is not as it was: 2 files changed"]);
+  });
+
+  it("a break that left the machine otherwise than declared is named", async () => {
+    const e = await loadExercise("stale-fstab-uuid");
+    expect(brokenMismatch(e, { outcome: "ssh", evidence: [] })).toBe("its boot ended as ssh, not emergency-mode as exercise.md declares");
+    expect(brokenMismatch(e, { outcome: "emergency-mode", evidence: ["You are in emergency mode."] })).toMatch(/no evidence line matches/);
+  });
+});

@@ -1,0 +1,104 @@
+/**
+ * Training mode on real guests, through the real `vmlab train`:
+ *
+ * - every exercise is proven as CI proves it (`vmlab train prove --jobs 2`):
+ *   broken, its check fails with the declared classified boot and evidence;
+ *   after the reference solution (over SSH, typed on the serial console, or
+ *   in the rescue system), the check passes: a firmware boot to SSH, the
+ *   declared root, the data set's checksums unchanged, every command true;
+ * - the terminal way a trainee uses it: start, hint, reset, status,
+ *   solution, stop, with no QEMU left.
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { listExercises } from "../../src/training/exercise.ts";
+import type { ProofResult } from "../../src/training/prove.ts";
+import type { Exercise, TrainingSession } from "../../src/training/types.ts";
+import { qemuProcessesOf } from "../../src/vm/orphans.ts";
+import { sessionsDir } from "../../src/training/session.ts";
+import { vmlab } from "./helpers.ts";
+
+let exercises: Exercise[] = [];
+let proofs: ProofResult[] = [];
+let proveOutput = "";
+beforeAll(async () => {
+  exercises = await listExercises();
+  const r = await vmlab(["train", "prove", "--jobs", "2", "--json"]);
+  proveOutput = `${r.stdout}\n${r.stderr}`;
+  proofs = JSON.parse(r.stdout.slice(r.stdout.indexOf("["))) as ProofResult[];
+}, 90 * 60_000);
+
+describe("every exercise, proven on a real guest", () => {
+  it("broken: the check fails, its boot classified as the exercise declares; solved: the check passes with the root, the data set and every command", () => {
+    expect(proofs.map((p) => p.exercise).sort(), proveOutput).toEqual(exercises.map((e) => e.name).sort());
+    for (const p of proofs) {
+      const ex = exercises.find((e) => e.name === p.exercise)!;
+      expect(p.error, `${p.exercise}:\n${p.lines.join("\n")}`).toBeUndefined();
+      expect(p.proven, `${p.exercise}:\n${p.lines.join("\n")}`).toBe(true);
+
+      const broken = p.broken!;
+      expect(broken.pass).toBe(false);
+      expect(broken.boot?.outcome, p.exercise).toBe(ex.broken.outcome);
+      if (ex.broken.evidence) expect(broken.boot!.evidence.join("\n"), p.exercise).toMatch(new RegExp(ex.broken.evidence));
+      expect(broken.reasons.length).toBeGreaterThan(0);
+
+      const solved = p.solved!;
+      expect(solved.pass, `${p.exercise}: ${solved.reasons.join("; ")}`).toBe(true);
+      // The check rebooted through the firmware (from the rescue system: the machine's own boot after it).
+      expect(solved.boot).toMatchObject({ outcome: "ssh", via: "firmware" });
+      if (ex.check.root) expect(solved.root?.device, p.exercise).toBe(ex.check.root);
+      expect(solved.data, p.exercise).toMatchObject({ intact: true });
+      expect(solved.data!.summary).toMatch(/^intact: \d+ files match/);
+      expect(solved.commands.map((c) => [c.says, c.ok])).toEqual(ex.check.commands.map((c) => [c.says, true]));
+    }
+    // The specific failures, named: a panic without root, emergency mode (with root locked), no bootable device.
+    const outcome = (n: string) => proofs.find((p) => p.exercise === n)?.broken?.boot;
+    expect(outcome("initrd-deleted")).toMatchObject({ outcome: "kernel-panic", detail: "no-root" });
+    expect(outcome("root-locked-emergency")).toMatchObject({ outcome: "emergency-mode", detail: "root-locked" });
+    expect(outcome("mbr-446-restore")?.outcome).toBe("no-bootable-device");
+    // A broken machine that still boots is caught by the commands, on a fresh check.
+    const dup = proofs.find((p) => p.exercise === "duplicate-root-uuid")!.broken!;
+    expect(dup.judgedFrom).toBeUndefined();
+    expect(dup.commands.find((c) => /exactly one filesystem has the root's UUID/.test(c.says))?.ok).toBe(false);
+  });
+});
+
+describe("the terminal way", () => {
+  it("start, hint, reset, status, solution and stop; no QEMU left", async () => {
+    const start = await vmlab(["train", "start", "stale-fstab-uuid"]);
+    expect(start.exitCode, `${start.stdout}\n${start.stderr}`).toBe(0);
+    const id = /^session (stale-fstab-uuid-[0-9a-f]{6}) \(token ([A-Za-z0-9_-]{32})\)/m.exec(start.stdout)?.[1];
+    expect(id, start.stdout).toBeDefined();
+    expect(start.stdout).toContain("A colleague rebuilt `/boot`");
+    try {
+      // The machine is where the break left it: emergency mode, waiting for root's password on its console.
+      expect(await readFile(join(sessionsDir(), id!, "vm.console.log"), "utf8")).toMatch(/Give root password for maintenance/);
+      const h1 = await vmlab(["train", "hint", "--session", id!]);
+      expect(h1.stdout).toMatch(/^hint 1 of 4: Read what the console says/m);
+      const h2 = await vmlab(["train", "hint", "--session", id!]);
+      expect(h2.stdout).toMatch(/^hint 2 of 4: Get a shell/m);
+      const reset = await vmlab(["train", "reset", "--session", id!]);
+      expect(reset.exitCode, reset.stderr).toBe(0);
+      expect(reset.stdout).toMatch(new RegExp(`^${id}: back to the broken machine in [\\d.]+ s \\(reset 1\\)`, "m"));
+      const status = await vmlab(["train", "status", "--json"]);
+      const s = (JSON.parse(status.stdout) as TrainingSession[]).find((x) => x.id === id)!;
+      expect(s).toMatchObject({ exercise: "stale-fstab-uuid", state: "running", hintsUsed: 2, resets: 1 });
+      // Tokens are never listed.
+      expect(status.stdout).not.toContain("token");
+      const sol = await vmlab(["train", "solution", "--session", id!]);
+      expect(sol.stdout).toMatch(/the reference solution, on the machine's serial console/);
+      expect(sol.stdout).toContain("LABEL=boot");
+      expect(JSON.parse((await vmlab(["train", "status", "--json"])).stdout).find((x: TrainingSession) => x.id === id).state).toBe("gave-up");
+    } finally {
+      const stop = await vmlab(["train", "stop", "--session", id!]);
+      expect(stop.exitCode, stop.stderr).toBe(0);
+    }
+    expect(qemuProcessesOf(`${sessionsDir()}/${id}`)).toEqual([]);
+    // Bad input: exit 2, nothing started.
+    const bad = await vmlab(["train", "start", "../../etc"]);
+    expect([bad.exitCode, bad.stderr]).toEqual([2, expect.stringMatching(/is not an exercise name/)]);
+    const unknown = await vmlab(["train", "start", "no-such-exercise"]);
+    expect([unknown.exitCode, unknown.stderr]).toEqual([2, expect.stringMatching(/no exercise named "no-such-exercise"/)]);
+  });
+});
