@@ -193,5 +193,28 @@ describe("the runbooks in runbooks/, judged on their recorded runs (test/fixture
       if (twin.name.endsWith("too-small")) expect(back.verdict).toBe("fail");
     });
   }
+
+  it("the snapshot runbook rolled the upgrade back with lvconvert --merge and rebooted on its root; its twin's 4M snapshot overflowed and the rollback was refused", () => {
+    const good = rbRecorded("runbook-lvm-snapshot-rollback");
+    expect(good.verdict).toBe("pass");
+    // The runbook's own check (sha256sum -c against the sums taken before the upgrade) passed in the rollback block.
+    const rollback = good.steps.find((s) => s.name === "The upgrade went wrong: roll it back")!;
+    expect(rollback.status).toBe("passed");
+    const blocks = (good.facts.runbook as { blocks: { step: string; stdoutTail?: string }[] }).blocks;
+    expect(blocks.find((b) => b.step === rollback.name)?.stdoutTail).toMatch(/database: OK\nindex\.html: OK/);
+    expect(good.boots.at(-1)).toMatchObject({ via: "firmware", reason: "reboot", outcome: "ssh", newBoot: { proven: true } });
+    expect(good.final).toMatchObject({ root: { device: "/dev/sda2" }, data: { intact: true } });
+
+    const small = rbRecorded("runbook-lvm-snapshot-too-small");
+    expect([small.kind, small.verdict]).toEqual(["twin", "pass"]);
+    expect(small.forkedFrom?.beforeStep.name).toBe("Take the snapshot");
+    const refused = small.steps.find((s) => s.name === "The upgrade went wrong: roll it back")!;
+    expect(refused.status).toBe("failed");
+    expect(refused.failure?.command).toBe("lvconvert --merge sys/website-before-upgrade");
+    expect(`${refused.error}\n${refused.failure?.stderr}`).toMatch(/[Ii]nvalid|Unable to merge/);
+    // The rehearsal stopped there, as a person would: no reboot after the failed rollback.
+    expect(small.steps.at(-1)!.name).not.toMatch(/^reboot/);
+    expect(small.facts.stoppedAtBlock).toMatchObject({ step: "The upgrade went wrong: roll it back" });
+  });
 });
 
