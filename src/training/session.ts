@@ -43,7 +43,7 @@ import { loadExercise } from "./exercise.ts";
 import type { BootSummary, CheckAttempt, Exercise, SessionTerminals, TrainingSession } from "./types.ts";
 
 /** Bumped when the way a broken state is made changes: older ones are made again. */
-const BROKEN_VERSION = 1;
+const BROKEN_VERSION = 2;
 
 export function sessionsDir(): string {
   return join(cacheDir(), "training", "sessions");
@@ -136,6 +136,9 @@ export async function ensureBroken(ex: Exercise, accel: AccelChoice, log: (m: st
           hint: `fix break.sh or broken.outcome; the console log is ${vm.serialLog}`,
         });
       }
+      // The boot is classified at its first decisive line; what comes after it (emergency mode's password
+      // prompt, the rest of a panic) is part of what the trainee finds: let the console go quiet first.
+      await settle(vm);
       await takeCheckpoint(vm, join(dir, "checkpoint"), `${ex.name}: broken`);
       await vm.kill();
       // The machine's overlays after the checkpoint are nobody's.
@@ -150,6 +153,21 @@ export async function ensureBroken(ex: Exercise, accel: AccelChoice, log: (m: st
       throw err;
     }
   });
+}
+
+/** Wait until the machine's console has printed nothing for `quietMs` (at most `maxMs`). */
+async function settle(vm: Machine, quietMs = 3000, maxMs = 30_000): Promise<void> {
+  const deadline = Date.now() + maxMs;
+  let size = await vm.logOffset();
+  let since = Date.now();
+  while (Date.now() < deadline && Date.now() - since < quietMs) {
+    await new Promise((r) => setTimeout(r, 250));
+    const now = await vm.logOffset();
+    if (now !== size) {
+      size = now;
+      since = Date.now();
+    }
+  }
 }
 
 // ------------------------------------------------------------ sessions

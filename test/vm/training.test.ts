@@ -1,7 +1,8 @@
 /**
  * Training mode on real guests, through the real `vmlab train`:
  *
- * - every exercise is proven as CI proves it (`vmlab train prove --jobs 2`):
+ * - every exercise is proven as CI proves it (`vmlab train prove --jobs 2`;
+ *   stale-fstab-uuid is proven through the browser, test/vm/train-browser.test.ts):
  *   broken, its check fails with the declared classified boot and evidence;
  *   after the reference solution (over SSH, typed on the serial console, or
  *   in the rescue system), the check passes: a firmware boot to SSH, the
@@ -19,17 +20,26 @@ import { qemuProcessesOf } from "../../src/vm/orphans.ts";
 import { sessionsDir } from "../../src/training/session.ts";
 import { vmlab } from "./helpers.ts";
 
+/** Proven in the browser, through the page's terminal and buttons, by test/vm/train-browser.test.ts. */
+const IN_THE_BROWSER = "stale-fstab-uuid";
+
 let exercises: Exercise[] = [];
 let proofs: ProofResult[] = [];
 let proveOutput = "";
 beforeAll(async () => {
-  exercises = await listExercises();
-  const r = await vmlab(["train", "prove", "--jobs", "2", "--json"]);
+  exercises = (await listExercises()).filter((e) => e.name !== IN_THE_BROWSER);
+  const r = await vmlab(["train", "prove", ...exercises.map((e) => e.name), "--jobs", "2", "--json"]);
   proveOutput = `${r.stdout}\n${r.stderr}`;
   proofs = JSON.parse(r.stdout.slice(r.stdout.indexOf("["))) as ProofResult[];
 }, 90 * 60_000);
 
 describe("every exercise, proven on a real guest", () => {
+  it("the browser test proves the one left out here", async () => {
+    const browser = await readFile(join(import.meta.dirname, "train-browser.test.ts"), "utf8");
+    expect(browser).toContain(`"${IN_THE_BROWSER}"`);
+    expect((await listExercises()).map((e) => e.name)).toContain(IN_THE_BROWSER);
+  });
+
   it("broken: the check fails, its boot classified as the exercise declares; solved: the check passes with the root, the data set and every command", () => {
     expect(proofs.map((p) => p.exercise).sort(), proveOutput).toEqual(exercises.map((e) => e.name).sort());
     for (const p of proofs) {
