@@ -40,7 +40,6 @@ interface PwPage {
   click(selector: string): Promise<void>;
   waitForURL(re: RegExp, o?: { timeout?: number }): Promise<void>;
   waitForSelector(selector: string, o?: { timeout?: number }): Promise<unknown>;
-  waitForFunction(fn: string, arg?: unknown, o?: { timeout?: number; polling?: number }): Promise<unknown>;
   evaluate<T>(fn: string): Promise<T>;
   textContent(selector: string): Promise<string | null>;
   keyboard: { type(text: string, o?: { delay?: number }): Promise<void>; press(key: string): Promise<void> };
@@ -87,6 +86,18 @@ afterAll(async () => {
   }
 });
 
+/**
+ * Wait until an expression is true in the page. Polled through evaluate, which the page's content
+ * security policy allows (playwright's waitForFunction with a string would need 'unsafe-eval').
+ */
+async function waitUntil(page: PwPage, expr: string, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await page.evaluate<boolean>(`Boolean(${expr})`))) {
+    if (Date.now() > deadline) throw new Error(`not true within ${ms / 1000} s: ${expr}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
 /** The text of a terminal of the page, scrollback included, from xterm.js's buffer. */
 function terminalText(page: PwPage, kind: "serial" | "ssh"): Promise<string> {
   return page.evaluate<string>(`(function () {
@@ -129,7 +140,7 @@ async function waitForPrompt(page: PwPage, kind: "serial" | "ssh", ms = 60_000):
 /** Press check and wait for its result box; returns its class (pass or fail) and text. */
 async function check(page: PwPage, count: number): Promise<{ cls: string; text: string; evidence: string[]; outcome: string }> {
   await page.click("#btn-check");
-  await page.waitForFunction(`document.querySelector("#check h2") && document.querySelector("#check h2").textContent.includes("check ${count},")`, undefined, { timeout: 10 * 60_000, polling: 1000 });
+  await waitUntil(page, `document.querySelector("#check h2") && document.querySelector("#check h2").textContent.includes("check ${count},")`, 10 * 60_000);
   return page.evaluate(`(function () {
     var box = document.getElementById("check");
     return { cls: box.className, text: box.textContent,
@@ -156,6 +167,7 @@ describe("vmlab train serve in chromium, on a real guest", () => {
     // The first session of an exercise makes its broken machine: minutes under TCG.
     await page.waitForURL(/\/session\/stale-fstab-uuid-[0-9a-f]+#token=/, { timeout: 20 * 60_000 });
     sessionId = decodeURIComponent(new URL(page.url()).pathname.split("/").pop()!);
+    await waitUntil(page, `document.getElementById("state").textContent !== ""`, 30_000);
     expect((await page.textContent("#title"))!).toContain("/boot is in fstab by a UUID that no disk has");
     expect((await page.textContent("#state"))!).toBe("running");
     expect(await page.textContent("#story")).toContain("serial console");
@@ -195,7 +207,7 @@ describe("vmlab train serve in chromium, on a real guest", () => {
     expect(second.cls, second.text).toContain("pass");
     expect(second.text).toMatch(/Passed/);
     expect(second.outcome).toBe("ssh");
-    await page.waitForFunction(`document.getElementById("state").textContent === "passed"`, undefined, { timeout: 30_000 });
+    await waitUntil(page, `document.getElementById("state").textContent === "passed"`, 30_000);
 
     // The SSH terminal reaches the repaired machine.
     await waitForPrompt(page, "ssh", 120_000);
@@ -217,11 +229,11 @@ describe("vmlab train serve in chromium, on a real guest", () => {
     const kept = await findKept(machine);
     await trainer.click(`button[data-session="${sessionId}"]`);
     await trainer.click(`button[data-session="${sessionId}"]`);
-    await trainer.waitForFunction(`document.querySelector('tr[data-session="${sessionId}"] .badge').textContent === "stopped"`, undefined, { timeout: 120_000 });
+    await waitUntil(trainer, `document.querySelector('tr[data-session="${sessionId}"] .badge').textContent === "stopped"`, 120_000);
     expect((await findSession(sessionId)).state).toBe("stopped");
     expect(liveness(kept).alive).toBe(false);
     // The trainee's page says so.
-    await page.waitForFunction(`document.getElementById("state").textContent === "stopped"`, undefined, { timeout: 30_000 });
+    await waitUntil(page, `document.getElementById("state").textContent === "stopped"`, 30_000);
     await trainer.close();
     await page.close();
   });
