@@ -115,6 +115,14 @@ export function handoverSilenceMs(accel: "kvm" | "tcg"): number {
   return accel === "kvm" ? 10_000 : 30_000;
 }
 
+/** A getty's prompt on the serial console, at the end of a line. */
+const LOGIN_PROMPT = /^\S+ login: *$/m;
+
+/** How long SSH may take to answer once the console shows a login prompt (sshd starts alongside the gettys). */
+export function loginGraceMs(accel: "kvm" | "tcg"): number {
+  return accel === "kvm" ? 20_000 : 60_000;
+}
+
 export function defaultBootTimeoutMs(accel: "kvm" | "tcg"): number {
   // Generous under TCG: two or three guests on two cores stretch a 45 s boot past four minutes.
   return accel === "kvm" ? 90_000 : 480_000;
@@ -331,10 +339,18 @@ export class Machine {
     const singleBoot = opts.singleBoot ?? false;
     let bootId: string | undefined;
     let sawOld = false;
+    let loginAt = 0;
     while (!classification) {
       const text = await this.consoleSince(from);
       classification = terminalOutcome(text, { singleBoot });
       if (classification) break;
+      // A login prompt without SSH: the system is up but off the network. Give sshd its grace, then say so,
+      // rather than wait out the whole boot timeout.
+      if (!loginAt && LOGIN_PROMPT.test(text)) loginAt = Date.now();
+      if (loginAt && this.opts.network !== false && Date.now() - loginAt > loginGraceMs(this.opts.accel.accel)) {
+        classification = classifyBoot(text, { timedOut: true, singleBoot });
+        break;
+      }
       if (text.length !== seen) {
         seen = text.length;
         grewAt = Date.now();
