@@ -29,7 +29,8 @@ class Pane {
     this.ws = null;
     this.retry = null;
     this.wanted = true;
-    this.term = new Terminal({ cursorBlink: true, fontSize: 14, scrollback: 5000, fontFamily: "ui-monospace, 'DejaVu Sans Mono', monospace", theme: { background: "#111418" } });
+    // logLevel off: a guest prints malformed escape sequences (systemd cuts colour codes with "…"), which are its business, not errors of the page.
+    this.term = new Terminal({ logLevel: "off", cursorBlink: true, fontSize: 14, scrollback: 5000, fontFamily: "ui-monospace, 'DejaVu Sans Mono', monospace", theme: { background: "#111418" } });
     this.fit = new FitAddon();
     this.term.loadAddon(this.fit);
     this.term.open($(`term-${kind}`));
