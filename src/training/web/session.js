@@ -110,8 +110,8 @@ class Pane {
         this.wanted = false;
         $(`connect-${this.kind}`).hidden = false;
       } else if (this.kind === "ssh" && ev.code === 4000) {
+        // The server said why just before (ssh's exit).
         this.status("disconnected");
-        this.note("the SSH connection ended");
         this.wanted = false;
         $(`connect-${this.kind}`).hidden = false;
       } else {
