@@ -211,10 +211,35 @@ export async function currentSession(): Promise<TrainingSession> {
   throw new UsageError(`${open.length} training sessions are open: ${open.map((s) => s.id).join(", ")}`, { hint: "name one with --session ID" });
 }
 
-export async function touchSession(id: string): Promise<void> {
-  const s = await findSession(id);
-  s.lastActivityAt = new Date().toISOString();
+/**
+ * Change a session's record: read it again under its lock, apply `change`,
+ * write it. Actions take minutes (a check reboots a machine); what others
+ * recorded meanwhile (a hint, a touch) is kept.
+ */
+export async function updateSession(id: string, change: (s: TrainingSession) => void): Promise<TrainingSession> {
+  await mkdir(sessionsDir(), { recursive: true });
+  return withDirLock(`${sessionFile(id)}.lock`, async () => {
+    const s = await findSession(id);
+    change(s);
+    s.lastActivityAt = new Date().toISOString();
+    await save(s);
+    return s;
+  });
+}
+
+/** A new session's record, as `startSession` writes it. */
+export function newSessionRecord(id: string, exercise: string, dir: string, state: TrainingSession["state"] = "starting"): TrainingSession {
+  const now = new Date().toISOString();
+  return { id, token: randomBytes(24).toString("base64url"), exercise, state, startedAt: now, lastActivityAt: now, machine: id, hintsUsed: 0, checks: [], resets: 0, dir };
+}
+
+/** Write a session's record (<cache>/training/sessions/<id>.json, mode 0600: it holds the token). */
+export async function saveSession(s: TrainingSession): Promise<void> {
   await save(s);
+}
+
+export async function touchSession(id: string): Promise<void> {
+  await updateSession(id, () => undefined);
 }
 
 function requireOpen(s: TrainingSession): void {
@@ -247,41 +272,24 @@ export async function startSession(name: string, o: { onProgress?: (line: string
   const dir = join(sessionsDir(), id);
   await mkdir(dir, { recursive: true });
   await copyFile(broken.manifestFile, join(dir, DATASET_FILE));
-  const now = new Date().toISOString();
-  const s: TrainingSession = {
-    id,
-    token: randomBytes(24).toString("base64url"),
-    exercise: ex.name,
-    state: "starting",
-    startedAt: now,
-    lastActivityAt: now,
-    machine: id,
-    hintsUsed: 0,
-    checks: [],
-    resets: 0,
-    dir,
-  };
-  await save(s);
+  await save(newSessionRecord(id, ex.name, dir));
   try {
     await forkBroken(ex, broken, id, dir, accel);
   } catch (err) {
-    s.state = "stopped";
-    await save(s);
+    await updateSession(id, (s) => (s.state = "stopped"));
     throw err;
   }
-  s.state = "running";
-  await save(s);
-  return s;
+  return updateSession(id, (s) => (s.state = "running"));
 }
 
 export async function nextHint(id: string): Promise<{ index: number; total: number; text: string }> {
-  const s = await findSession(id);
-  requireOpen(s);
-  const ex = await loadExercise(s.exercise);
-  const index = Math.min(s.hintsUsed + 1, ex.hints.length);
-  s.hintsUsed = index;
-  s.lastActivityAt = new Date().toISOString();
-  await save(s);
+  requireOpen(await findSession(id));
+  const ex = await loadExercise((await findSession(id)).exercise);
+  let index = 0;
+  await updateSession(id, (s) => {
+    index = Math.min(s.hintsUsed + 1, ex.hints.length);
+    s.hintsUsed = index;
+  });
   return { index, total: ex.hints.length, text: ex.hints[index - 1]! };
 }
 
@@ -322,15 +330,16 @@ export function judgeCheck(ex: Pick<Exercise, "check">, seen: Pick<CheckAttempt,
  * and the declared commands.
  */
 export async function checkSession(id: string, o: { accel?: AccelChoice } = {}): Promise<CheckAttempt> {
-  let s = await findSession(id);
+  const s = await findSession(id);
   requireOpen(s);
   const ex = await loadExercise(s.exercise);
   let boot: BootRecord | undefined;
   if (s.state === "rescue") {
     boot = (await rescueDone(s.machine, o.accel)).boot;
-    s = await findSession(id);
-    s.state = "running";
-    delete s.rescue;
+    await updateSession(id, (now) => {
+      now.state = "running";
+      delete now.rescue;
+    });
   } else if (ex.check.reboot) {
     boot = (await rebootKept(s.machine)).boot;
   }
@@ -352,10 +361,10 @@ export async function checkSession(id: string, o: { accel?: AccelChoice } = {}):
   attempt.reasons.push(...judgeCheck(ex, attempt));
   attempt.pass = attempt.reasons.length === 0;
   attempt.summary = attempt.pass ? "passed: the machine boots by itself and everything the exercise checks holds" : `not yet: ${attempt.reasons[0]}`;
-  s.checks.push(attempt);
-  if (attempt.pass && s.state !== "gave-up") s.state = "passed";
-  s.lastActivityAt = attempt.at;
-  await save(s);
+  await updateSession(id, (now) => {
+    now.checks.push(attempt);
+    if (attempt.pass && now.state !== "gave-up") now.state = "passed";
+  });
   return attempt;
 }
 
@@ -376,13 +385,12 @@ export async function resetSession(id: string, o: { accel?: AccelChoice } = {}):
   const accel = o.accel ?? (await chooseAccel());
   const broken = await ensureBroken(ex, accel);
   await endMachines(s);
-  delete s.rescue;
   await forkBroken(ex, broken, s.machine, s.dir, accel);
-  s.resets++;
-  if (s.state === "rescue" || s.state === "passed") s.state = "running";
-  s.lastActivityAt = new Date().toISOString();
-  await save(s);
-  return s;
+  return updateSession(id, (now) => {
+    delete now.rescue;
+    now.resets++;
+    if (now.state === "rescue" || now.state === "passed") now.state = "running";
+  });
 }
 
 export async function rescueSession(id: string, o: { accel?: AccelChoice } = {}): Promise<TrainingSession> {
@@ -390,11 +398,10 @@ export async function rescueSession(id: string, o: { accel?: AccelChoice } = {})
   requireOpen(s);
   if (s.state === "rescue") throw new UsageError(`session ${s.id} is already in the rescue system`, { hint: "`vmlab train check` boots the machine from its own disk and checks it" });
   const { rescue } = await rescueKept(s.machine, o.accel);
-  s.rescue = rescue.id;
-  s.state = "rescue";
-  s.lastActivityAt = new Date().toISOString();
-  await save(s);
-  return s;
+  return updateSession(id, (now) => {
+    now.rescue = rescue.id;
+    now.state = "rescue";
+  });
 }
 
 /** Leave the rescue system without a check: the machine boots from its own disk. */
@@ -402,32 +409,28 @@ export async function rescueDoneSession(id: string, o: { accel?: AccelChoice } =
   const s = await findSession(id);
   if (s.state !== "rescue") throw new UsageError(`session ${s.id} is not in the rescue system`);
   await rescueDone(s.machine, o.accel);
-  const now = await findSession(id);
-  now.state = "running";
-  delete now.rescue;
-  now.lastActivityAt = new Date().toISOString();
-  await save(now);
-  return now;
+  return updateSession(id, (now) => {
+    now.state = "running";
+    delete now.rescue;
+  });
 }
 
 /** The reference solution; the session counts as given up. */
 export async function giveUp(id: string): Promise<{ session: TrainingSession; solution: string }> {
-  const s = await findSession(id);
-  const ex = await loadExercise(s.exercise);
-  if (s.state !== "stopped" && s.state !== "passed") s.state = "gave-up";
-  s.lastActivityAt = new Date().toISOString();
-  await save(s);
+  const ex = await loadExercise((await findSession(id)).exercise);
+  const s = await updateSession(id, (now) => {
+    if (now.state !== "stopped" && now.state !== "passed") now.state = "gave-up";
+  });
   const where = { guest: "on the machine, as root", rescue: "in the rescue system (`vmlab train rescue`), as root", console: "on the machine's serial console" }[ex.solve.where];
   return { session: s, solution: `# ${ex.title}: the reference solution, ${where}\n${ex.solve.script}` };
 }
 
 export async function stopSession(id: string): Promise<void> {
-  const s = await findSession(id);
-  await endMachines(s);
-  s.state = "stopped";
-  delete s.rescue;
-  s.lastActivityAt = new Date().toISOString();
-  await save(s);
+  await endMachines(await findSession(id));
+  await updateSession(id, (s) => {
+    s.state = "stopped";
+    delete s.rescue;
+  });
 }
 
 /** Where the terminals connect: the machine in front (the rescue system while in rescue). */

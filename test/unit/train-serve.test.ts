@@ -8,14 +8,14 @@
  * the session's machine is not running).
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { request } from "node:http";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dir, type DirectoryResult } from "tmp-promise";
 import { WebSocket } from "ws";
 import { BODY_LIMIT, startTrainServer, type TrainServer } from "../../src/training/serve.ts";
-import { findSession, sessionsDir } from "../../src/training/session.ts";
+import { findSession, newSessionRecord, saveSession, sessionsDir } from "../../src/training/session.ts";
 import type { TrainingSession } from "../../src/training/types.ts";
 
 let tmp: DirectoryResult;
@@ -25,27 +25,12 @@ const oldCache = process.env.VMLAB_CACHE;
 const logged: string[] = [];
 
 function session(id: string, over: Partial<TrainingSession> = {}): TrainingSession {
-  const now = new Date().toISOString();
-  return {
-    id,
-    token: randomBytes(24).toString("base64url"),
-    exercise: "stale-fstab-uuid",
-    state: "running",
-    startedAt: now,
-    lastActivityAt: now,
-    machine: id,
-    hintsUsed: 0,
-    checks: [],
-    resets: 0,
-    dir: join(sessionsDir(), id),
-    ...over,
-  };
+  return { ...newSessionRecord(id, "stale-fstab-uuid", join(sessionsDir(), id), "running"), ...over };
 }
 
 /** Record a session as the session module does: <cache>/training/sessions/<id>.json. */
 async function record(s: TrainingSession): Promise<TrainingSession> {
-  await mkdir(sessionsDir(), { recursive: true });
-  await writeFile(join(sessionsDir(), `${s.id}.json`), JSON.stringify(s, null, 2) + "\n", { mode: 0o600 });
+  await saveSession(s);
   return s;
 }
 
