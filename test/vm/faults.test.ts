@@ -29,6 +29,18 @@ const fault = (r: ScenarioReport, name: string): FaultRecord => {
 };
 const LONG = 45 * 60_000;
 
+/**
+ * In the rescue system the machine's disk is sda or sdb, in the order the
+ * kernel's asynchronous SCSI scan found it and the rescue system's own disk:
+ * its root is partition 2, its /boot partition 1, GRUB goes on that disk.
+ */
+function onTargetDisk(rescue: unknown): { root: string; boot: string; grubDisks: string[] } {
+  const root = (rescue as { root?: string }).root ?? "";
+  const disk = /^(\/dev\/sd[ab])2$/.exec(root)?.[1];
+  expect(disk, `the rescue took ${root} for the root`).toBeDefined();
+  return { root, boot: `${disk}1`, grubDisks: [disk!] };
+}
+
 // All eight in one `vmlab run --jobs 2`, longest first: the queue keeps both
 // slots busy (about 14 minutes under TCG on 2 cores, against 20 in pairs).
 const ALL = ["dropped-ssh", "missing-initrd", "stale-fstab", "missing-initrd-grub-only", "io-errors", "busy-root", "power-cut", "pulled-disk"];
@@ -141,7 +153,7 @@ describe("faults that need the rescue system", () => {
     expect(boots(mi)).toEqual(["vm:resume/saved-state/ssh", "vm:reboot/firmware/kernel-panic(no-root)", "rescue:start/direct-kernel/ssh", "vm:start/firmware/ssh"]);
     expect(mi.boots[1]!.evidence.join("\n")).toMatch(/VFS: Unable to mount root fs/);
     expect(mi.boots[1]!.reached).toMatchObject({ firmware: true, grub: true, kernel: true, initramfs: false });
-    expect(mi.facts.rescue).toMatchObject({ root: "/dev/sda2", boot: "/dev/sda1", grubDisks: ["/dev/sda"], repairs: ["initramfs", "grub"], bootAfter: { outcome: "ssh" } });
+    expect(mi.facts.rescue).toMatchObject({ ...onTargetDisk(mi.facts.rescue), repairs: ["initramfs", "grub"], bootAfter: { outcome: "ssh" } });
     expect(mi.facts.root).toMatchObject({ device: "/dev/sda2", fstype: "ext3" });
     expect(intact(mi.facts.data)).toMatchObject({ intact: true, files: 204 });
 
@@ -165,7 +177,7 @@ describe("the rescue route's negative twin", () => {
     expect(r.verdict, (r.judgement?.reasons ?? [r.error?.message]).join("\n")).toBe("pass");
     expect(boots(r)).toEqual(["vm:resume/saved-state/ssh", "vm:reboot/firmware/kernel-panic(no-root)", "rescue:start/direct-kernel/ssh", "vm:start/firmware/kernel-panic(no-root)"]);
     // The wrong repair was really done: fstab checked, GRUB reinstalled on the machine's disk, no initramfs step.
-    expect(r.facts.rescue).toMatchObject({ root: "/dev/sda2", boot: "/dev/sda1", grubDisks: ["/dev/sda"], repairs: ["fstab", "grub"], bootAfter: { outcome: "kernel-panic", detail: "no-root" } });
+    expect(r.facts.rescue).toMatchObject({ ...onTargetDisk(r.facts.rescue), repairs: ["fstab", "grub"], bootAfter: { outcome: "kernel-panic", detail: "no-root" } });
     expect(r.steps.map((s) => s.name)).not.toContain("rescue: rebuild the initramfs in a chroot");
     expect(r.boots[3]!.evidence.join("\n")).toMatch(/VFS: Unable to mount root fs/);
     expect(r.facts.unrepaired).toMatchObject({ outcome: "kernel-panic", detail: "no-root" });
