@@ -146,6 +146,7 @@ export async function ensureBroken(ex: Exercise, accel: AccelChoice, log: (m: st
       const madeMs = Date.now() - t0;
       await writeFile(done, JSON.stringify({ exercise: ex.name, key, boot: summary, madeMs, madeAt: new Date().toISOString() }, null, 2) + "\n");
       log(`broken state of ${ex.name} made in ${(madeMs / 1000).toFixed(1)} s`);
+      await dropOlderBroken(ex.name, dir);
       return found(false);
     } catch (err) {
       await vm.kill();
@@ -167,6 +168,18 @@ async function settle(vm: Machine, quietMs = 3000, maxMs = 30_000): Promise<void
       size = now;
       since = Date.now();
     }
+  }
+}
+
+/**
+ * Remove the exercise's broken states made for an older image or break, once
+ * no open session of it is left (a session's disks sit on its state's).
+ */
+async function dropOlderBroken(name: string, keep: string): Promise<void> {
+  if ((await listSessions()).some((s) => s.exercise === name && s.state !== "stopped")) return;
+  for (const d of await readdir(brokenDir())) {
+    const key = d.slice(name.length + 1);
+    if (d.startsWith(`${name}-`) && /^[0-9a-f]{16}$/.test(key) && join(brokenDir(), d) !== keep) await rm(join(brokenDir(), d), { recursive: true, force: true });
   }
 }
 
