@@ -12,6 +12,7 @@
  * Everything is checked when it is loaded: a bad exercise is exit 2 naming
  * the file and the key, before any machine starts.
  */
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -223,4 +224,15 @@ export function consoleLines(script: string): string[] {
     .split("\n")
     .map((l) => l.replace(/\s+$/, ""))
     .filter((l) => l.trim() && !/^\s*#/.test(l));
+}
+
+/** A hash of every file in an exercise's folder: a recorded proof is of this exercise only while it matches. */
+export async function exerciseHash(dir: string): Promise<string> {
+  const h = createHash("sha256");
+  for (const f of (await readdir(dir)).sort()) {
+    h.update(`${f}\0`);
+    h.update(await readFile(join(dir, f)));
+    h.update("\0");
+  }
+  return h.digest("hex").slice(0, 16);
 }

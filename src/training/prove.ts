@@ -19,13 +19,15 @@ import { chooseAccel, type AccelChoice } from "../host/kvm.ts";
 import { ConsoleShell } from "../vm/console-shell.ts";
 import { findKept } from "../vm/kept.ts";
 import { sshRun } from "../vm/ssh.ts";
-import { consoleLines, loadExercise } from "./exercise.ts";
+import { consoleLines, exerciseHash, loadExercise } from "./exercise.ts";
 import { brokenMismatch, checkSession, ensureBroken, judgeCheck, rescueSession, sessionTerminals, startSession, stopSession, sessionsDir } from "./session.ts";
 import type { BootSummary, CheckAttempt, Exercise } from "./types.ts";
 import { join } from "node:path";
 
 export interface ProofResult {
   exercise: string;
+  /** The hash of the exercise's folder that was proven (exerciseHash). */
+  exerciseHash?: string;
   proven: boolean;
   broken?: CheckAttempt;
   solved?: CheckAttempt;
@@ -124,6 +126,7 @@ export async function proveExercises(names: string[], o: { jobs?: number; onProg
       results.push(r);
       try {
         const ex = await loadExercise(name);
+        r.exerciseHash = await exerciseHash(ex.dir);
         const broken = await queue.add(() => ensureBroken(ex, accel, (l) => log(`${name}: ${l}`)));
         r.made = { reused: broken.reused, ms: broken.madeMs };
         const half = async (kind: "broken" | "solved"): Promise<void> => {
@@ -150,7 +153,11 @@ export async function proveExercises(names: string[], o: { jobs?: number; onProg
         if (r.broken!.pass) r.lines.push("the broken machine PASSED its check: the check cannot tell broken from fixed");
         else if (wrong) r.lines.push(`the broken machine failed its check, but ${wrong}`);
         if (!r.solved!.pass) r.lines.push("the reference solution did not make the check pass");
-        r.proven = !r.broken!.pass && !wrong && r.solved!.pass;
+        // A broken machine that boots like a fixed one must fail on what the check declares (a command, the root),
+        // not on something else that went wrong.
+        const declared = ex.broken.outcome !== ex.check.outcome || r.broken!.commands.some((c) => !c.ok) || Boolean(ex.check.root && r.broken!.root && r.broken!.root.device !== ex.check.root);
+        if (!declared) r.lines.push("the broken machine boots like a fixed one and none of the check's commands or its root failed on it");
+        r.proven = !r.broken!.pass && !wrong && declared && r.solved!.pass;
       } catch (err) {
         r.error = err instanceof Error ? `${err.message}${err instanceof VmlabError && err.output ? `\n${err.output}` : ""}` : String(err);
         r.lines.push(`error: ${r.error}`);

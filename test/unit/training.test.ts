@@ -8,8 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { UsageError } from "../../src/errors.ts";
-import { consoleLines, listExercises, loadExercise, parseHints, readExercise, validExerciseName } from "../../src/training/exercise.ts";
-import { judgeRecorded } from "../../src/training/prove.ts";
+import { consoleLines, exerciseHash, listExercises, loadExercise, parseHints, readExercise, validExerciseName } from "../../src/training/exercise.ts";
+import { judgeRecorded, type ProofResult } from "../../src/training/prove.ts";
+import { IN_THE_BROWSER, PROOFS_FIXTURE, PROVEN_IN_THE_SUITE } from "../training-proofs.ts";
 import { brokenMismatch, judgeCheck } from "../../src/training/session.ts";
 
 const own = join(import.meta.dirname, "../../exercises");
@@ -110,5 +111,53 @@ describe("the check's judgement", () => {
     const e = await loadExercise("stale-fstab-uuid");
     expect(brokenMismatch(e, { outcome: "ssh", evidence: [] })).toBe("its boot ended as ssh, not emergency-mode as exercise.md declares");
     expect(brokenMismatch(e, { outcome: "emergency-mode", evidence: ["You are in emergency mode."] })).toMatch(/no evidence line matches/);
+  });
+});
+
+describe("the exercises judged on their recorded real proofs (test/fixtures/training/proofs.json)", () => {
+  const recorded = JSON.parse(readFileSync(join(own, "..", PROOFS_FIXTURE), "utf8")) as ProofResult[];
+
+  it("every exercise is proven somewhere: in the VM suite, through the browser, or by a recorded proof of its current folder", async () => {
+    const all = (await listExercises()).map((e) => e.name).sort();
+    const covered = [...PROVEN_IN_THE_SUITE, IN_THE_BROWSER, ...recorded.map((p) => p.exercise)].sort();
+    expect(covered).toEqual(all);
+    for (const p of recorded) {
+      const ex = await loadExercise(p.exercise);
+      expect(p.exerciseHash, `${p.exercise} changed since its proof was recorded: record it again (see test/training-proofs.ts)`).toBe(await exerciseHash(ex.dir));
+    }
+  });
+
+  it("broken, each check failed with the declared classified boot and evidence; solved, it passed with the root, the data set and every command", async () => {
+    for (const p of recorded) {
+      const ex = await loadExercise(p.exercise);
+      expect(p.error, `${p.exercise}:\n${p.lines.join("\n")}`).toBeUndefined();
+      expect(p.proven, p.exercise).toBe(true);
+      const broken = p.broken!;
+      expect(broken.pass).toBe(false);
+      expect(broken.boot?.outcome, p.exercise).toBe(ex.broken.outcome);
+      if (ex.broken.evidence) expect(broken.boot!.evidence.join("\n"), p.exercise).toMatch(new RegExp(ex.broken.evidence));
+      expect(broken.reasons.length).toBeGreaterThan(0);
+      // A broken machine that boots like a fixed one failed on a declared command, not on something else.
+      if (ex.broken.outcome === ex.check.outcome) expect(broken.commands.some((c) => !c.ok), p.exercise).toBe(true);
+      // The judgement, made again from the recorded observations, is the recorded one.
+      expect(judgeCheck(ex, broken).length, p.exercise).toBeGreaterThan(0);
+      const solved = p.solved!;
+      expect(solved.pass, `${p.exercise}: ${solved.reasons.join("; ")}`).toBe(true);
+      expect(judgeCheck(ex, solved), p.exercise).toEqual([]);
+      expect(solved.boot).toMatchObject({ outcome: "ssh", via: "firmware" });
+      if (ex.check.root) expect(solved.root?.device, p.exercise).toBe(ex.check.root);
+      expect(solved.data, p.exercise).toMatchObject({ intact: true });
+      expect(solved.data!.summary).toMatch(/^intact: \d+ files match/);
+      expect(solved.commands.map((c) => [c.says, c.ok])).toEqual(ex.check.commands.map((c) => [c.says, true]));
+    }
+    // The specific failures, named: emergency mode with root locked, no bootable device, a login prompt off the network.
+    const outcome = (n: string) => recorded.find((p) => p.exercise === n)?.broken?.boot;
+    expect(outcome("root-locked-emergency")).toMatchObject({ outcome: "emergency-mode", detail: "root-locked" });
+    expect(outcome("mbr-446-restore")?.outcome).toBe("no-bootable-device");
+    expect(outcome("network-config-wrong-nic")?.outcome).toBe("login-prompt");
+    // A broken machine that still boots is caught by the commands, on a fresh check.
+    const dup = recorded.find((p) => p.exercise === "duplicate-root-uuid")!.broken!;
+    expect(dup.judgedFrom).toBeUndefined();
+    expect(dup.commands.find((c) => /exactly one filesystem has the root's UUID/.test(c.says))?.ok).toBe(false);
   });
 });
