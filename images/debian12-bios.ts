@@ -1,5 +1,5 @@
 import { recipe } from "../src/image/recipe.ts";
-import { DEBIAN12_BLACKLIST, DEBIAN12_INITRAMFS, DEBIAN12_KERNEL_CMDLINE, DEBIAN12_MASKED_UNITS, DEBIAN12_PACKAGES } from "../src/image/debian12.ts";
+import { DEBIAN12_BLACKLIST, DEBIAN12_DEVICE_TIMEOUT, DEBIAN12_INITRAMFS, DEBIAN12_KERNEL_CMDLINE, DEBIAN12_MASKED_UNITS, DEBIAN12_PACKAGES } from "../src/image/debian12.ts";
 
 /**
  * Debian 12 on one 8 GiB BIOS/msdos disk, laid out like the server in the
@@ -25,4 +25,5 @@ export default recipe({
   maskUnits: DEBIAN12_MASKED_UNITS,
   initramfs: DEBIAN12_INITRAMFS,
   blacklistModules: DEBIAN12_BLACKLIST,
+  deviceTimeout: DEBIAN12_DEVICE_TIMEOUT,
 });

@@ -12,7 +12,13 @@
  * (all the recorded ones at once, as that file holds them).
  */
 /** Proven on guests by test/vm/training.test.ts. */
-export const PROVEN_IN_THE_SUITE = ["initrd-deleted", "lvm-snapshot-overflow"];
+// mbr-446-restore for the rescue system: its repair is a dd from a file on
+// a partition mounted by byte offset, with no initramfs rebuild, and its
+// broken boot (no bootable device) is judged on the firmware boot recorded
+// when its broken state is made. initrd-deleted, whose repair is the same
+// initramfs rebuild in the rescue system as the missing-initrd fault
+// scenario's (test/vm/faults.test.ts), is judged on its recorded proof.
+export const PROVEN_IN_THE_SUITE = ["mbr-446-restore", "lvm-snapshot-overflow"];
 /** Proven through the page's terminal and buttons by test/vm/train-browser.test.ts. */
 export const IN_THE_BROWSER = "stale-fstab-uuid";
 /** Judged on their recorded proofs by test/unit/training.test.ts. */

@@ -50,7 +50,7 @@ export interface PartitionTable {
 /** Reads `count` sectors from `lba`. */
 export type SectorReader = (lba: number, count: number) => Promise<Buffer>;
 
-const DOS_TYPES: Record<string, string> = {
+export const DOS_TYPES: Record<string, string> = {
   "0": "empty",
   "5": "Extended",
   "f": "W95 Ext'd (LBA)",
@@ -66,7 +66,7 @@ const DOS_TYPES: Record<string, string> = {
   "ef": "EFI (FAT-12/16/32)",
 };
 
-const GPT_TYPES: Record<string, string> = {
+export const GPT_TYPES: Record<string, string> = {
   "0FC63DAF-8483-4772-8E79-3D69D8477DE4": "Linux filesystem",
   "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F": "Linux swap",
   "E6D6D379-F507-44C2-A23C-238F2A3DF928": "Linux LVM",
@@ -76,6 +76,11 @@ const GPT_TYPES: Record<string, string> = {
   "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709": "Linux root (x86-64)",
   "BC13C2FF-59E6-4262-A352-B275FD6F7172": "Linux extended boot",
   "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7": "Microsoft basic data",
+  "933AC7E1-2EB4-4F13-B844-0E14E2AEF915": "Linux home",
+  "4D21B016-B534-45C2-A9FB-5C16E091FD2D": "Linux variable data",
+  "3B8F8425-20E0-4F3B-907F-1A25A76F98E8": "Linux server data",
+  "7EC6F557-3BC5-4ACA-B293-16EF5DF639D1": "Linux temporary data",
+  "8DA63339-0007-60C0-C436-083AC8230908": "Linux reserved",
 };
 
 /** True when the sector ends with the 0x55 0xAA boot signature. */
@@ -350,7 +355,7 @@ export function formatPartitionTable(path: string, t: PartitionTable & { format:
   return lines.join("\n");
 }
 
-function humanBytes(n: number): string {
+export function humanBytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
   let v = n;

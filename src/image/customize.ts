@@ -106,6 +106,10 @@ export async function customizeTree(tree: string, recipe: ImageRecipe, publicKey
   for (const [k, v] of Object.entries(recipe.initramfs)) {
     await run("sed", ["-i", `s/^${k}=.*/${k}=${v}/`, join(tree, "etc/initramfs-tools/initramfs.conf")]);
   }
+  if (recipe.deviceTimeout) {
+    await mkdir(join(tree, "etc/systemd/system.conf.d"), { recursive: true });
+    await writeFile(join(tree, "etc/systemd/system.conf.d/vmlab.conf"), `# Written by vmlab: how long a boot waits for a device in fstab before emergency mode.\n[Manager]\nDefaultDeviceTimeoutSec=${recipe.deviceTimeout}\n`);
+  }
   if (recipe.blacklistModules.length) {
     await writeFile(join(tree, "etc/modprobe.d/vmlab.conf"), recipe.blacklistModules.map((m) => `blacklist ${m}\n`).join(""));
   }

@@ -17,6 +17,9 @@ export const DEBIAN12_PACKAGES = [
   "mdadm",
   "btrfs-progs",
   "e2fsprogs",
+  // The filesystems a captured layout may have besides ext and btrfs (src/layout/).
+  "xfsprogs",
+  "dosfstools",
   "rsync",
   "lsof",
   "psmisc",
@@ -53,6 +56,13 @@ export const DEBIAN12_MASKED_UNITS = [
 // ten minutes to rebuild under TCG. MODULES=dep keeps what this machine
 // needs; the lvm2 and mdadm hooks still add their modules after a migration.
 export const DEBIAN12_INITRAMFS = { MODULES: "dep", COMPRESS: "lz4" };
+
+// A device named in fstab that never comes ends the boot in emergency mode
+// after 45 s instead of Debian's 90 s: the same failure, the same console
+// lines ("Timed out waiting for device ..."), half the wait for a trainee
+// and for the suite. Above mdadm's last-resort timer (30 s), so a degraded
+// array is still started before anything waiting for it gives up.
+export const DEBIAN12_DEVICE_TIMEOUT = "45s";
 
 // An emulated CPU may show svm/vmx to the guest; loading KVM inside it only costs boot time.
 export const DEBIAN12_BLACKLIST = ["kvm", "kvm_amd", "kvm_intel"];

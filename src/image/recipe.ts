@@ -51,6 +51,11 @@ export interface ImageRecipe {
   /** Kernel modules the guest never loads (e.g. nested KVM under an emulated CPU). */
   blacklistModules: string[];
   /**
+   * systemd's DefaultDeviceTimeoutSec= (system.conf.d): how long a boot
+   * waits for a device named in fstab before emergency mode. Debian's is 90s.
+   */
+  deviceTimeout?: string;
+  /**
    * Keep the kernel and an initramfs next to the disk image (vmlinuz,
    * initrd.img), for machines that boot it by direct kernel boot: the rescue
    * system boots this way with another machine's disks attached.
