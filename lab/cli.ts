@@ -11,6 +11,7 @@ import { cmdImageBuild, cmdImageHash, cmdImageList, cmdImageRm, cmdDiskCreate, c
 import { cmdBackupBoot, cmdInspect, cmdRestoreBoot } from "./commands/dr.ts";
 import { cmdDoctor, cmdSetup } from "./commands/host.ts";
 import { cmdInit } from "./commands/init.ts";
+import { cmdLayoutCapture, cmdLayoutImport } from "./commands/layout.ts";
 import { cmdConsole, cmdPs, cmdSsh, cmdStop } from "./commands/machines.ts";
 import { cmdCheck, cmdReboot, cmdRescue, cmdUp } from "./commands/handson.ts";
 import { cmdFaults, cmdList, cmdRehearse, cmdRun, cmdSweep } from "./commands/scenarios.ts";
@@ -222,6 +223,23 @@ export function buildProgram(setExit: (code: number) => void): Command {
   const dr = program.command("dr").description("disaster recovery on disk image files");
   dr.command("backup-boot").description("copy the MBR, GRUB's gap and /boot (up to the swap partition) to a file").argument("<disk-image>").argument("<backup-file>").option("--sectors <n>", "copy N sectors instead").option("--json", "as JSON").action(act((img: string, backup: string, o) => cmdBackupBoot(img, backup, o)));
   dr.command("restore-boot").description("write such a backup onto a disk of the same size (refused otherwise)").argument("<backup-file>").argument("<disk-image>").option("--json", "as JSON").action(act((backup: string, img: string, o) => cmdRestoreBoot(backup, img, o)));
+
+  const layout = program.command("layout").description("a production machine's storage layout: capture it there, import it here");
+  layout
+    .command("capture")
+    .description("print the read-only sh script to run as root on the machine; it writes a directory of command outputs")
+    .option("--tar", "the script also writes a .tar.gz of that directory")
+    .option("--list", "list the files it writes and the command behind each, instead of the script")
+    .action(act((o) => cmdLayoutCapture(o)));
+  layout
+    .command("import")
+    .description("read a capture directory, its .tar.gz, or a ReaR disklayout.conf; scale it into the lab's disk budget; write layout.json")
+    .argument("<source>", "capture directory, .tar.gz, or disklayout.conf")
+    .option("-o, --output <file>", "where to write the layout (default layout.json; - for standard output)")
+    .option("--scale-to <size>", "largest lab disk, like 16G (default); larger disks are scaled down", "16G")
+    .option("--disks <names>", "only these disks of the capture, like sda,sdb (and what is built on them)")
+    .option("--json", "print the scaling table as JSON")
+    .action(act((source: string, o) => cmdLayoutImport(source, o)));
 
   return program;
 }

@@ -48,6 +48,7 @@ export async function cmdLayoutImport(source: string, o: { output?: string; scal
   const grub = layout.disks.filter((d) => d.grub).map((d) => d.name);
   out("");
   out(`bootloader: ${layout.firmware === "uefi" ? `UEFI${layout.efiEntries?.length ? `, ${layout.efiEntries.length} line(s) of efibootmgr` : ""}` : grub.length ? `GRUB in the MBR of ${grub.join(", ")}` : "no GRUB found in any MBR"}`);
+  for (const a of layout.assumed ?? []) out(`assumed: ${a}`);
   out(`wrote ${target}`);
   return 0;
 }

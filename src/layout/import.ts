@@ -239,7 +239,9 @@ function filesystemsOf(flat: LsblkDevice[], fstab: FstabEntry[], vgNames: string
     const device = d.type === "lvm" ? deviceName(`/dev/mapper/${d.name}`, vgNames) : d.name;
     const type = fsType(d.fstype, `/dev/${d.name}`, "lsblk.json");
     const entry = fstab.find((e) => matches(e, d, device, vgNames));
-    const mount = entry && entry.type !== "swap" && entry.mount !== "none" ? entry.mount : undefined;
+    // Without an fstab line (an unconfigured fstab), where lsblk saw it mounted.
+    const mounted = d.mountpoints.find((m) => m.startsWith("/") && !/^\/(run|media|mnt|proc|sys|dev)(\/|$)/.test(m));
+    const mount = entry ? (entry.type !== "swap" && entry.mount !== "none" ? entry.mount : undefined) : type !== "swap" ? mounted : undefined;
     out.push({ device, type, ...(d.uuid ? { uuid: d.uuid } : {}), ...(d.label ? { label: d.label } : {}), ...(mount ? { mount } : {}), ...(entry ? { fstab: entry } : {}) });
   }
   for (const e of fstab) {
@@ -361,22 +363,23 @@ function fromDisklayout(text: string, file: string, o: { disks?: string[] }): La
       ...(table === "msdos" && flags.includes("boot") ? { bootable: true } : {}),
     });
   }
-  const raids: LayoutRaid[] = active.filter((l) => l.keyword === "raid").map((l) => {
+  // ReaR 2.7 writes "raidarray", older versions "raid"; the options are the same.
+  const raids: LayoutRaid[] = active.filter((l) => l.keyword === "raidarray" || l.keyword === "raid").map((l) => {
     const opts = disklayoutOptions(l.words);
     const name = deviceName(l.words[0]!);
     if (!(RAID_LEVELS as string[]).includes(opts.level ?? "")) throw new UsageError(`${at(l.line)}: ${name}: md level ${opts.level ?? "unknown"} is not one vmlab rebuilds`, { where: file, hint: `the lab makes ${RAID_LEVELS.join(", ")}` });
     return { name, level: opts.level as LayoutRaid["level"], devices: (opts.devices ?? "").split(",").filter(Boolean).map((d) => deviceName(d)), metadata: opts.metadata, uuid: opts.uuid, mdName: opts.name, ...(opts.size ? { size: Number(opts.size) * 1024 } : {}) };
   });
   const vgs: LayoutVg[] = active.filter((l) => l.keyword === "lvmgrp").map((l) => {
-    // lvmgrp <vg> <extentsize(B)> [<size(extents)>] [<size(B)>]
+    // lvmgrp <vg> <extentsize> [<size(extents)>] [<size>]: ReaR takes both sizes from `vgdisplay -c`, in KiB.
     const name = l.words[0]!.replace(/^\/dev\//, "");
-    return { name, extentSize: num(l.words[1], l, "extent size"), ...(l.words[3] ? { size: num(l.words[3], l, "VG size") } : {}), pvs: [], lvs: [] };
+    return { name, extentSize: num(l.words[1], l, "extent size") * 1024, ...(l.words[3] ? { size: num(l.words[3], l, "VG size") * 1024 } : {}), pvs: [], lvs: [] };
   });
   for (const l of active.filter((x) => x.keyword === "lvmdev")) {
-    // lvmdev <vg> <device> [<uuid>] [<size(B)>]
+    // lvmdev <vg> <device> [<uuid>] [<size>]: the size from `pvdisplay -c`, in 512-byte sectors.
     const vg = vgs.find((v) => v.name === l.words[0]!.replace(/^\/dev\//, ""));
     if (!vg) throw new UsageError(`${at(l.line)}: physical volume of ${l.words[0]}, which has no lvmgrp line`, { where: file });
-    vg.pvs.push({ device: deviceName(l.words[1]!), size: l.words[3] ? num(l.words[3], l, "PV size") * (Number(l.words[3]) < 1e9 ? 512 : 1) : 0, ...(l.words[2] ? { uuid: l.words[2] } : {}) });
+    vg.pvs.push({ device: deviceName(l.words[1]!), size: l.words[3] ? num(l.words[3], l, "PV size") * 512 : 0, ...(l.words[2] ? { uuid: l.words[2] } : {}) });
   }
   for (const l of active.filter((x) => x.keyword === "lvmvol")) {
     // lvmvol <vg> <name> <size(B)>b <layout> [key:value ...]
@@ -410,6 +413,14 @@ function fromDisklayout(text: string, file: string, o: { disks?: string[] }): La
     });
   }
   if (!disks.length) throw new UsageError(`${file}: no disk line that ReaR did not exclude`, { where: file, hint: "give disklayout.conf as `rear savelayout` wrote it (/var/lib/rear/layout/disklayout.conf)" });
-  const layout: Layout = { version: 1, source: { kind: "disklayout.conf", files: [basename(file)] }, firmware: filesystems.some((f) => f.mount === "/boot/efi") ? "uefi" : "bios", disks, raids, vgs, filesystems };
+  const firmware = filesystems.some((f) => f.mount === "/boot/efi") ? "uefi" : "bios";
+  const assumed = ["fstab names each filesystem by UUID (disklayout.conf records mounts, not fstab)"];
+  if (firmware === "bios") {
+    // disklayout.conf does not say where GRUB is: the disks with a partition flagged boot, else the first.
+    const flagged = disks.filter((d) => d.partitions.some((p) => p.bootable || p.type === FLAG_TYPES.bios_grub!.gpt));
+    for (const d of flagged.length ? flagged : disks.slice(0, 1)) d.grub = true;
+    assumed.push(`GRUB in the MBR of ${disks.filter((d) => d.grub).map((d) => d.name).join(", ")} (disklayout.conf does not record where GRUB is)`);
+  }
+  const layout: Layout = { version: 1, source: { kind: "disklayout.conf", files: [basename(file)] }, firmware, disks, raids, vgs, filesystems, assumed };
   return selectDisks(checkConsistent(layout, file), o.disks, file);
 }

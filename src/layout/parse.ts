@@ -292,7 +292,7 @@ export interface DisklayoutLine {
 
 /** ReaR's disklayout.conf: keyword lines; a "#" before a keyword marks a component ReaR excluded. */
 export function parseDisklayout(text: string): DisklayoutLine[] {
-  const KEYWORDS = /^(disk|part|raid|raiddisk|lvmdev|lvmgrp|lvmvol|fs|btrfsdefaultsubvol|btrfsnormalsubvols|btrfsmountedsubvols|swap|crypt|multipath|opaldisk|drbd|zfs|logicaldrive|smartarray)$/;
+  const KEYWORDS = /^(disk|part|raid|raidarray|raiddisk|lvmdev|lvmgrp|lvmvol|fs|btrfsdefaultsubvol|btrfsnormalsubvols|btrfsmountedsubvols|swap|crypt|multipath|opaldisk|drbd|zfs|logicaldrive|smartarray)$/;
   const out: DisklayoutLine[] = [];
   text.split("\n").forEach((raw, i) => {
     let line = raw.trim();

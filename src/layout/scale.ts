@@ -195,12 +195,13 @@ function scaleDisk(l: Layout, d: LayoutDisk, budget: number, before: Record<stri
 }
 
 function raidSize(l: Layout, r: LayoutRaid, before: Record<string, number>): void {
+  if (!r.devices.some((m) => m in before) && r.size !== undefined) return;
   const sizes = r.devices.map((m) => l.disks.flatMap((d) => d.partitions).find((p) => p.name === m)?.size ?? l.disks.find((d) => d.name === m)?.size ?? 0);
   if (!sizes.length || sizes.some((s) => !s)) return;
   const min = Math.min(...sizes) - 4 * MiB; // metadata 1.2 keeps its superblock and bitmap at the start
   const n = sizes.length;
   const size = r.level === "raid1" ? min : r.level === "raid0" ? min * n : r.level === "raid5" ? min * (n - 1) : (min * n) / 2;
-  if (r.size !== undefined && Math.abs(r.size - size) > 64 * MiB) before[r.name] = r.size;
+  if (r.size !== undefined) before[r.name] = r.size;
   r.size = Math.floor(size / MiB) * MiB;
 }
 

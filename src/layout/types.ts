@@ -104,6 +104,8 @@ export interface Layout {
   filesystems: LayoutFilesystem[];
   /** EFI boot entries as efibootmgr -v printed them, where the machine boots through UEFI. */
   efiEntries?: string[];
+  /** What the import had to assume because the source does not say (ReaR records no bootloader placement or fstab style). */
+  assumed?: string[];
   /** Set when sizes were scaled for the lab: the budget, and each device's size before. */
   scaled?: { diskBudget: number; before: Record<string, number> };
 }
