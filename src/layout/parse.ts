@@ -298,7 +298,9 @@ export function parseDisklayout(text: string): DisklayoutLine[] {
     let line = raw.trim();
     let excluded = false;
     if (line.startsWith("#")) {
-      const rest = line.replace(/^#+\s*/, "");
+      // ReaR comments a component out with "#" right before its keyword; "# lvmvol <volume_group> ..." is documentation.
+      if (!/^#[a-z]/.test(line)) return;
+      const rest = line.slice(1);
       if (!KEYWORDS.test(rest.split(/\s+/)[0] ?? "")) return;
       excluded = true;
       line = rest;

@@ -195,7 +195,8 @@ function scaleDisk(l: Layout, d: LayoutDisk, budget: number, before: Record<stri
 }
 
 function raidSize(l: Layout, r: LayoutRaid, before: Record<string, number>): void {
-  if (!r.devices.some((m) => m in before) && r.size !== undefined) return;
+  const partSize = (m: string) => l.disks.flatMap((d) => d.partitions).find((p) => p.name === m)?.size ?? l.disks.find((d) => d.name === m)?.size;
+  if (!r.devices.some((m) => m in before && before[m] !== partSize(m)) && r.size !== undefined) return;
   const sizes = r.devices.map((m) => l.disks.flatMap((d) => d.partitions).find((p) => p.name === m)?.size ?? l.disks.find((d) => d.name === m)?.size ?? 0);
   if (!sizes.length || sizes.some((s) => !s)) return;
   const min = Math.min(...sizes) - 4 * MiB; // metadata 1.2 keeps its superblock and bitmap at the start
