@@ -100,6 +100,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option("--report-dir <dir>", "parent of the run directories (default ./reports or $VMLAB_REPORTS)")
     .option("--keep <when>", "leave the machine running: always (bare --keep) or on-failure")
     .option("--stop-before <block>", "stop before this block (numbered by `vmlab sweep RUNBOOK --fault power-cut --plan`) and keep the machine there")
+    .option("--layout <file>", "rehearse on a machine built from this layout.json (`vmlab layout import`) instead of the runbook's image")
     .action(act((names: string[], o) => cmdRehearse(names, o)));
 
   withFault(
@@ -119,6 +120,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .argument("[image]", "image recipe (default debian12-bios)")
     .option("--disks <sizes>", "blank extra disks, like 8G,8G (sdb, sdc, ...)")
     .option("--memory <size>", "guest memory, like 2G (default 1G)")
+    .option("--layout <file>", "a machine built from this layout.json (`vmlab layout import`) instead of an image")
     .option("--report-dir <dir>", "parent of the machine's directory (default ./reports or $VMLAB_REPORTS)")
     .action(act((image: string | undefined, o) => cmdUp(image, o)));
   program
@@ -209,7 +211,13 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .action(act((dirs: string[]) => cmdReportHtml(dirs)));
 
   const image = program.command("image").description("images built from recipes (images/NAME.ts)");
-  image.command("build").description("build images (cached by recipe hash)").argument("[recipes...]", "default: all").option("--rebuild", "build even if cached").action(act((names: string[], o) => cmdImageBuild(names, o)));
+  image
+    .command("build")
+    .description("build images (cached by recipe hash)")
+    .argument("[recipes...]", "default: all")
+    .option("--rebuild", "build even if cached")
+    .option("--layout <file>", "build the image of a captured layout (a layout.json from `vmlab layout import`)")
+    .action(act((names: string[], o) => cmdImageBuild(names, o)));
   image.command("list").description("list cached images").action(act(() => cmdImageList()));
   image.command("rm").description("remove a recipe's cached builds").argument("<recipes...>").action(act((names: string[]) => cmdImageRm(names)));
   image.command("hash").description("print recipe hashes").argument("[recipes...]", "default: all").option("--key", "one cache key for all of them").action(act((names: string[], o) => cmdImageHash(names, o)));

@@ -1,5 +1,6 @@
 /** Images, disks and reports: `vmlab image`, `vmlab disk`, `vmlab report merge`, `vmlab report html`. */
 import { createHash } from "node:crypto";
+import { resolve } from "node:path";
 import ora from "ora";
 import { createImage, imageInfo } from "../../src/disk/qemu-img.ts";
 import { formatSize, parseSize } from "../../src/disk/size.ts";
@@ -11,8 +12,9 @@ import { mergeReports, summaryText } from "../../src/suite/merge.ts";
 import { renderHtmlReports } from "../../src/report/files.ts";
 import { out } from "../output.ts";
 
-export async function cmdImageBuild(names: string[], o: { rebuild?: boolean }): Promise<number> {
-  const all = names.length ? names : await recipeNames();
+export async function cmdImageBuild(names: string[], o: { rebuild?: boolean; layout?: string }): Promise<number> {
+  if (o.layout !== undefined && names.length) throw new UsageError("give recipes or --layout, not both");
+  const all = o.layout !== undefined ? [`layout:${resolve(o.layout)}`] : names.length ? names : await recipeNames();
   const recipes = await Promise.all(all.map((n) => loadRecipe(n)));
   if (recipes.length === 1) {
     const n = all[0]!;

@@ -14,8 +14,8 @@ function bootLines(b: BootRecord): string[] {
   return [`boot via ${b.via} (${b.reason}): ${b.outcome}${b.detail ? ` (${b.detail})` : ""} after ${(b.durationMs / 1000).toFixed(1)} s${proof}`, ...b.evidence.map((l) => `  evidence: ${l}`)];
 }
 
-export async function cmdUp(image: string | undefined, o: { disks?: string; memory?: string; reportDir?: string }): Promise<number> {
-  const checked = await checkUp({ image, disks: o.disks?.split(","), memory: o.memory });
+export async function cmdUp(image: string | undefined, o: { disks?: string; memory?: string; reportDir?: string; layout?: string }): Promise<number> {
+  const checked = await checkUp({ image, layout: o.layout, disks: o.disks?.split(","), memory: o.memory });
   requireTool("qemu-system-x86_64");
   requireTool("qemu-img");
   await cleanOrphans();

@@ -221,6 +221,8 @@ export async function cmdFaults(): Promise<number> {
 }
 
 export interface RunOptions extends SelectOptions, FaultOptions {
+  /** Rehearse on a machine built from this layout.json instead of each runbook's image. */
+  layout?: string;
   reportDir?: string;
   jobs?: string;
   all?: boolean;
@@ -241,6 +243,11 @@ export async function cmdRun(names: string[], o: RunOptions): Promise<number> {
   }
   // Resolve every scenario and check the host before anything starts.
   const { scenarios, shard, selected } = await selectScenarios(names, o);
+  if (o.layout !== undefined) {
+    const image = `layout:${resolve(o.layout)}`;
+    await loadRecipe(image); // checks the layout: exit 2 naming the file
+    for (const s of scenarios) (s as { image: string }).image = image;
+  }
   // Every fault option needs --fault: none of them is ever ignored.
   const faultOnly = FAULT_ONLY.filter(([k]) => o[k] !== undefined).map(([, flag]) => flag);
   if (o.fault === undefined && faultOnly.length) {
@@ -305,7 +312,7 @@ export async function cmdRun(names: string[], o: RunOptions): Promise<number> {
  * `vmlab rehearse`: runbooks by path, or by name from runbooks/, run as
  * scenarios (the same reports, forks, --keep and --stop-before).
  */
-export async function cmdRehearse(names: string[], o: Pick<RunOptions, "jobs" | "reportDir" | "keep" | "stopBefore">): Promise<number> {
+export async function cmdRehearse(names: string[], o: Pick<RunOptions, "jobs" | "reportDir" | "keep" | "stopBefore" | "layout">): Promise<number> {
   const files: string[] = [];
   for (const n of names) files.push(await runbookPath(n));
   return cmdRun(files, o);

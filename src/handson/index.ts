@@ -12,7 +12,7 @@
  */
 import { existsSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { createOverlay } from "../disk/qemu-img.ts";
 import { parseSize } from "../disk/size.ts";
 import { UsageError, VmlabError } from "../errors.ts";
@@ -31,6 +31,8 @@ import { sshRun } from "../vm/ssh.ts";
 
 export interface UpOptions {
   image?: string;
+  /** A captured layout's layout.json: the machine is built on it (`layout:PATH` as the image). */
+  layout?: string;
   disks?: string[];
   memory?: string;
   reportDir?: string;
@@ -39,9 +41,11 @@ export interface UpOptions {
 
 /** Check `vmlab up`'s input before anything starts: exit 2 on a bad image or size. */
 export async function checkUp(o: UpOptions): Promise<{ image: string; disks: string[]; memoryMiB?: number }> {
-  const image = o.image ?? "debian12-bios";
+  if (o.layout !== undefined && o.image !== undefined) throw new UsageError("give an image or --layout, not both");
+  const image = o.layout !== undefined ? `layout:${resolve(o.layout)}` : (o.image ?? "debian12-bios");
   const names = await recipeNames();
-  if (!names.includes(image) || image === RESCUE_IMAGE) {
+  if (image.startsWith("layout:")) await loadRecipe(image);
+  else if (!names.includes(image) || image === RESCUE_IMAGE) {
     throw new UsageError(`unknown image "${image}"`, { hint: `images a machine boots from: ${names.filter((n) => n !== RESCUE_IMAGE).join(", ")}` });
   }
   const disks = (o.disks ?? []).filter(Boolean);
@@ -54,9 +58,10 @@ export async function checkUp(o: UpOptions): Promise<{ image: string; disks: str
 /** Start a machine from the image's warm state, seed the data set, and keep it. */
 export async function up(o: UpOptions, accel?: AccelChoice): Promise<{ report: ScenarioReport; kept: KeptVm }> {
   const { image, disks, memoryMiB } = await checkUp(o);
-  await ensureImage(await loadRecipe(image));
+  const recipe = await loadRecipe(image);
+  await ensureImage(recipe);
   const s = scenario({
-    name: `up-${image}`,
+    name: `up-${recipe.name}`,
     description: `a machine of ${image}${disks.length ? ` with blank disks ${disks.join(", ")}` : ""}, kept for hands-on work`,
     image,
     tags: ["hands-on"],

@@ -13,6 +13,7 @@ import type { PlannedPartition } from "./layout.ts";
 import { guestDevice, recipeDisks, type ImageRecipe } from "./recipe.ts";
 import { assembleDisks, customizeTree, grubDefaults, planDisks, provisionScript, shapingSource } from "./customize.ts";
 import { copyTree, ensureTree, treeHash } from "./tree.ts";
+import { installScript } from "../layout/install.ts";
 
 /** Bump when the build procedure changes in a way that changes the image. */
 const BUILD_VERSION = 2;
@@ -42,7 +43,7 @@ export interface ImageMeta {
   /** The first disk's partitions. */
   partitions: MetaPartition[];
   /** Every disk of an image with more than one: file name in the image directory, size, label, partitions. */
-  disks?: { file: string; sizeBytes: number; label: "msdos" | "none"; partitions: MetaPartition[] }[];
+  disks?: { file: string; sizeBytes: number; label: "msdos" | "gpt" | "none"; partitions: MetaPartition[] }[];
   steps: { name: string; ms: number }[];
 }
 
@@ -77,7 +78,15 @@ export function imagesDir(): string {
 export function recipeHash(recipe: ImageRecipe, publicKey: string): string {
   const h = createHash("sha256");
   h.update(
-    JSON.stringify({ BUILD_VERSION, recipe, publicKey, tree: treeHash(recipe), provision: provisionScript(recipe), grub: grubDefaults(recipe), shaping: shapingSource() }),
+    JSON.stringify({
+      BUILD_VERSION,
+      recipe,
+      publicKey,
+      tree: treeHash(recipe),
+      provision: recipe.layout ? installScript(recipe.layout) : provisionScript(recipe),
+      grub: grubDefaults(recipe),
+      shaping: shapingSource(),
+    }),
   );
   return h.digest("hex").slice(0, 16);
 }
@@ -129,6 +138,7 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
       hint: "run `sudo npx vmlab image build " + recipe.name + "` once; runs afterwards need no root",
     });
   }
+  if (recipe.layout) return buildLayoutImage(recipe, progress);
   if (!needsProvisioning(recipe) && allLvm(recipe)) {
     throw new UsageError(`image ${recipe.name} is booted directly only but asks for LVM volumes`, {
       hint: "only a provisioning boot creates LVM physical volumes; drop directBoot.only or the lvm partitions",
@@ -247,6 +257,87 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
     // Keep nothing half-built in the cache but the console log the error points at.
     for (const f of await readdir(work)) {
       if (!f.endsWith(".console.log")) await rm(join(work, f), { recursive: true, force: true });
+    }
+    throw err;
+  }
+}
+
+/**
+ * An image from a captured layout (src/layout/image.ts): the tree copied
+ * and customised, then laid out on the layout's disks and installed by the
+ * rescue system. No provisioning boot: the install's chroot does its work.
+ */
+async function buildLayoutImage(recipe: ImageRecipe, progress: Progress): Promise<BuiltImage> {
+  const started = Date.now();
+  const steps: ImageMeta["steps"] = [];
+  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    progress(name);
+    const t = Date.now();
+    const r = await fn();
+    steps.push({ name, ms: Date.now() - t });
+    return r;
+  };
+  const { publicKey, privateKey } = await labKey();
+  const hash = recipeHash(recipe, publicKey);
+  const finalDir = join(imagesDir(), `${recipe.name}-${hash}`);
+  const work = join(imagesDir(), `.build-${recipe.name}-${hash}-${process.pid}`);
+  await rm(work, { recursive: true, force: true });
+  await mkdir(work, { recursive: true });
+  const diskFiles = imageDiskFiles(recipe);
+  const raws = diskFiles.map((f) => join(work, f.replace(/\.qcow2$/, ".raw")));
+  const layoutImage = await import("../layout/image.ts");
+  try {
+    const rescueRecipe = await (await import("./recipes.ts")).loadRecipe("rescue");
+    const rescue = await timed("rescue image", () => ensureImage(rescueRecipe, { progress }));
+    const shared = await timed("debian tree (mmdebstrap, shared)", () => ensureTree(recipe, progress));
+    const tree = join(work, "tree");
+    await timed("copy tree", () => copyTree(shared.dir, tree));
+    const kernels = (await readdir(join(tree, "boot"))).filter((f) => f.startsWith("vmlinuz-"));
+    const kver = kernels[0]?.slice("vmlinuz-".length) ?? "unknown";
+    await layoutImage.buildLayoutDisks({
+      recipe,
+      work,
+      tree,
+      raws,
+      publicKey,
+      privateKey,
+      rescue: { dir: rescue.dir, disk: rescue.disk, append: rescueRecipe.directBoot!.append },
+      progress,
+      timed,
+    });
+    await rm(tree, { recursive: true, force: true });
+    await timed("convert to qcow2", async () => {
+      await layoutImage.convertLayoutDisks(raws, diskFiles.map((f) => join(work, f)));
+      for (const f of diskFiles) await chmod(join(work, f), 0o444);
+    });
+    const layout = recipe.layout!;
+    const metaParts = (di: number): MetaPartition[] =>
+      layout.disks[di]!.partitions.map((p) => ({ name: p.name, index: p.number, startSector: p.start, sizeSectors: p.size / 512, type: p.type, ...(() => {
+        const f = layout.filesystems.find((x) => x.device === p.name);
+        return f ? { fs: f.type, label: f.label } : {};
+      })() }));
+    const meta: ImageMeta = {
+      name: recipe.name,
+      hash,
+      description: recipe.description,
+      builtAt: new Date().toISOString(),
+      buildMs: Date.now() - started,
+      kernel: kver,
+      tree: { hash: shared.hash, builtNow: shared.built },
+      provisioned: true,
+      partitions: metaParts(0),
+      disks: layout.disks.map((d, di) => ({ file: diskFiles[di]!, sizeBytes: d.size, label: d.table, partitions: metaParts(di) })),
+      steps,
+    };
+    await writeFile(join(work, "meta.json"), JSON.stringify(meta, null, 2) + "\n");
+    await writeFile(join(work, "layout.json"), JSON.stringify(layout, null, 2) + "\n");
+    await rm(finalDir, { recursive: true, force: true });
+    await rename(work, finalDir);
+    const disks = diskFiles.map((f) => join(finalDir, f));
+    return { name: recipe.name, hash, dir: finalDir, disk: disks[0]!, disks, meta };
+  } catch (err) {
+    for (const f of await readdir(work)) {
+      if (!f.endsWith(".console.log") && !["install.log", "install.sh", "fidelity.json"].includes(f)) await rm(join(work, f), { recursive: true, force: true });
     }
     throw err;
   }

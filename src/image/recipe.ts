@@ -56,6 +56,13 @@ export interface ImageRecipe {
    */
   deviceTimeout?: string;
   /**
+   * Built from a captured production layout (src/layout/): its disks,
+   * arrays, volumes and filesystems are made by the install script in the
+   * rescue system instead of from `disk`/`moreDisks`' partitions, which
+   * then only give the disks' sizes.
+   */
+  layout?: import("../layout/types.ts").Layout;
+  /**
    * Keep the kernel and an initramfs next to the disk image (vmlinuz,
    * initrd.img), for machines that boot it by direct kernel boot: the rescue
    * system boots this way with another machine's disks attached.

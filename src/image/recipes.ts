@@ -14,6 +14,8 @@ export async function recipeNames(cwd = process.cwd()): Promise<string[]> {
 }
 
 export async function loadRecipe(name: string): Promise<ImageRecipe> {
+  // A captured layout (src/layout/): `layout:PATH` of a layout.json.
+  if (name.startsWith("layout:")) return (await import("../layout/image.ts")).layoutRecipe(name);
   const found = findNamed("images", name, [".ts"]);
   if (!found) throw new UsageError(`unknown image recipe "${name}"`, { hint: `known recipes: ${(await recipeNames()).join(", ")}` });
   return importDefault<ImageRecipe>(found.file, "image recipe");

@@ -121,6 +121,7 @@ async function fromCaptureDir(dir: string, o: { disks?: string[] }): Promise<Lay
       const size = lb?.size ?? (dump.lastLba ? (dump.lastLba + 34) * 512 : (lastEnd + 2048) * 512);
       disks.push({
         name,
+        ...(lb?.serial ? { serial: lb.serial } : {}),
         size,
         table,
         partitions: dump.partitions.map((p) => ({
@@ -142,6 +143,7 @@ async function fromCaptureDir(dir: string, o: { disks?: string[] }): Promise<Lay
       let next = 2048;
       disks.push({
         name,
+        ...(lb.serial ? { serial: lb.serial } : {}),
         size: lb.size,
         table,
         partitions: parts.map((c) => {
@@ -226,7 +228,7 @@ async function fromCaptureDir(dir: string, o: { disks?: string[] }): Promise<Lay
   const efiEntries = boot.split("\n").filter((l) => l.startsWith("efi ")).map((l) => l.slice(4));
   const host = /^host (\S+)$/m.exec((await readIf(dir, "capture.txt")) ?? "")?.[1];
   const layout: Layout = { version: 1, source: { kind: "capture", ...(host ? { host } : {}), files }, firmware, disks, raids, vgs, filesystems, ...(efiEntries.length ? { efiEntries } : {}) };
-  return selectDisks(checkConsistent(layout, dir), o.disks, dir);
+  return selectDisks(checkLayout(layout, dir), o.disks, dir);
 }
 
 /** Filesystems from lsblk (type, UUID, label) joined with fstab (mount point, how it is named). */
@@ -242,7 +244,7 @@ function filesystemsOf(flat: LsblkDevice[], fstab: FstabEntry[], vgNames: string
     // Without an fstab line (an unconfigured fstab), where lsblk saw it mounted.
     const mounted = d.mountpoints.find((m) => m.startsWith("/") && !/^\/(run|media|mnt|proc|sys|dev)(\/|$)/.test(m));
     const mount = entry ? (entry.type !== "swap" && entry.mount !== "none" ? entry.mount : undefined) : type !== "swap" ? mounted : undefined;
-    out.push({ device, type, ...(d.uuid ? { uuid: d.uuid } : {}), ...(d.label ? { label: d.label } : {}), ...(mount ? { mount } : {}), ...(entry ? { fstab: entry } : {}) });
+    out.push({ device, type, ...(d.uuid ? { uuid: d.uuid } : {}), ...(d.label ? { label: d.label } : {}), ...(mount ? { mount } : {}), ...(entry ? { fstab: entry } : {}), ...(d.mountpoints.length ? { mounted: d.mountpoints } : {}) });
   }
   for (const e of fstab) {
     if (out.some((f) => f.fstab === e)) continue;
@@ -272,8 +274,8 @@ function matches(e: FstabEntry, d: LsblkDevice, device: string, vgNames: string[
   }
 }
 
-/** Every reference points at something in the layout. */
-function checkConsistent(l: Layout, where: string): Layout {
+/** Every reference points at something in the layout, and / is somewhere. */
+export function checkLayout(l: Layout, where: string): Layout {
   const known = new Set<string>([...l.disks.map((d) => d.name), ...l.disks.flatMap((d) => d.partitions.map((p) => p.name)), ...l.raids.map((r) => r.name), ...l.vgs.flatMap((v) => v.lvs.map((lv) => `${v.name}/${lv.name}`))]);
   for (const r of l.raids) for (const m of r.devices) if (!known.has(m)) throw new UsageError(`${r.name}: member ${m} is not a disk or partition of the capture`, { where });
   for (const v of l.vgs) for (const pv of v.pvs) if (!known.has(pv.device)) throw new UsageError(`VG ${v.name}: physical volume ${pv.device} is not in the capture`, { where });
@@ -303,7 +305,7 @@ export function selectDisks(l: Layout, names: string[] | undefined, where: strin
   for (const v of vgs) for (const lv of v.lvs) keep.add(`${v.name}/${lv.name}`);
   const filesystems = l.filesystems.filter((f) => keep.has(f.device));
   const out = { ...l, disks, raids, vgs, filesystems };
-  return checkConsistent(out, where);
+  return checkLayout(out, where);
 }
 
 // ---------------------------------------------------------------- disklayout.conf
@@ -422,5 +424,5 @@ function fromDisklayout(text: string, file: string, o: { disks?: string[] }): La
     assumed.push(`GRUB in the MBR of ${disks.filter((d) => d.grub).map((d) => d.name).join(", ")} (disklayout.conf does not record where GRUB is)`);
   }
   const layout: Layout = { version: 1, source: { kind: "disklayout.conf", files: [basename(file)] }, firmware, disks, raids, vgs, filesystems, assumed };
-  return selectDisks(checkConsistent(layout, file), o.disks, file);
+  return selectDisks(checkLayout(layout, file), o.disks, file);
 }

@@ -48,6 +48,7 @@ export interface LsblkDevice {
   partlabel?: string;
   pttype?: string;
   tran?: string;
+  serial?: string;
   mountpoints: string[];
   pkname?: string;
   children: LsblkDevice[];
@@ -83,6 +84,7 @@ export function parseLsblk(text: string, file = "lsblk.json"): LsblkDevice[] {
       partlabel: str(d.partlabel),
       pttype: str(d.pttype),
       tran: str(d.tran),
+      serial: str(d.serial),
       pkname: str(d.pkname),
       mountpoints: mps.filter((m): m is string => typeof m === "string" && m !== ""),
       children: Array.isArray(d.children) ? d.children.map((c, i) => conv(c as Record<string, unknown>, `${at}.children[${i}]`)) : [],

@@ -32,6 +32,8 @@ export interface LayoutPartition {
 
 export interface LayoutDisk {
   name: string;
+  /** The disk's serial, as lsblk reports it (in the lab: the lab's disk id). */
+  serial?: string;
   size: number;
   table: PartitionTableKind;
   partitions: LayoutPartition[];
@@ -92,6 +94,8 @@ export interface LayoutFilesystem {
   mount?: string;
   /** Its fstab line, where it has one. */
   fstab?: FstabEntry;
+  /** Where it was mounted when captured (lsblk), swap as [SWAP]. */
+  mounted?: string[];
 }
 
 export interface Layout {

@@ -71,6 +71,8 @@ export interface RunbookFront {
   description?: string;
   /** Image recipe (default debian12-bios). */
   image: string;
+  /** A captured layout (a layout.json, relative to the runbook) to rehearse on instead of `image`. */
+  layout?: string;
   /** Blank extra disks (sdb, sdc, ...) by size. */
   disks: string[];
   memory?: string;
@@ -94,7 +96,7 @@ export interface ParsedRunbook {
 }
 
 const RUNNABLE = new Set(["sh", "bash", "shell"]);
-const FRONT_KEYS = ["name", "description", "image", "disks", "memory", "tags", "kind", "variant-of", "expect"];
+const FRONT_KEYS = ["name", "description", "image", "layout", "disks", "memory", "tags", "kind", "variant-of", "expect"];
 const EXPECT_KEYS = ["root", "fstype", "failure"];
 const FAILURE_KEYS = ["says", "boot", "step", "facts", "root", "data"];
 const OUTCOMES: BootOutcome[] = ["ssh", "no-bootable-device", "grub-rescue", "uefi-shell", "kernel-panic", "initramfs-shell", "root-shell", "emergency-mode", "reboot-loop"];
@@ -379,6 +381,8 @@ function parseFront(text: string | undefined, file: string, line: number): Runbo
   if (front.name !== undefined && !/^[a-z0-9][a-z0-9-]*$/.test(front.name)) problems.push(`name "${front.name}" must be lower-case words joined by -`);
   front.description = str("description");
   front.image = str("image") ?? front.image;
+  front.layout = str("layout");
+  if (front.layout !== undefined && o.image !== undefined) problems.push("give image or layout, not both");
   front.memory = o.memory === undefined ? undefined : String(o.memory);
   if (front.memory !== undefined) tryProblem(problems, () => parseSize(front.memory!, "memory"));
   if (o.disks !== undefined) {

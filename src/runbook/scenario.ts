@@ -31,6 +31,13 @@ export async function readRunbook(file: string): Promise<ParsedRunbook> {
   if (!existsSync(path)) throw new UsageError(`runbook ${path} does not exist`);
   const text = await readFile(path, "utf8");
   const parsed = parseRunbook(text, relative(process.cwd(), path) || path);
+  if (parsed.front.layout) {
+    // The layout file, relative to the runbook; loading it checks it (exit 2 naming the file).
+    const layoutFile = resolve(dirname(path), parsed.front.layout);
+    await (await import("../layout/image.ts")).loadLayout(layoutFile);
+    parsed.front.image = `layout:${layoutFile}`;
+    return parsed;
+  }
   const images = await recipeNames();
   if (!images.includes(parsed.front.image)) {
     throw new UsageError(`${parsed.file}: unknown image "${parsed.front.image}" in the front matter`, { hint: `known images: ${images.join(", ")}` });

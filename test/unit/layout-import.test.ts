@@ -14,6 +14,8 @@ import { captureScript } from "../../src/layout/capture.ts";
 import { importLayout } from "../../src/layout/import.ts";
 import { deviceName, parseDisklayout, parseLsblk, parseMdadmScan, parseMdstat, parseSfdiskDump, flattenLsblk } from "../../src/layout/parse.ts";
 import { scaleLayout, share } from "../../src/layout/scale.ts";
+import { installScript } from "../../src/layout/install.ts";
+import { compareLayouts } from "../../src/layout/fidelity.ts";
 import type { Layout } from "../../src/layout/types.ts";
 
 const FIX = join(import.meta.dirname, "../fixtures/layouts");
@@ -295,5 +297,57 @@ describe("scaling into the lab's disk budget", () => {
     expect(share([{ size: 100, need: 0, fixed: true }, { size: 400, need: 0, fixed: false }, { size: 400, need: 0, fixed: false }], 500, 1)).toEqual([100, 200, 200]);
     expect(share([{ size: 400, need: 300, fixed: false }, { size: 400, need: 0, fixed: false }], 500, 1)).toEqual([300, 200]);
     expect(share([{ size: 400, need: 300, fixed: false }, { size: 400, need: 300, fixed: false }], 500, 1)).toBeUndefined();
+  });
+});
+
+describe("the install script a layout is built with (run in the rescue system)", () => {
+  it("RAID1 + LVM: tables by sfdisk, arrays with their UUIDs and names, the VG and LVs, filesystems with their UUIDs, fstab in the layout's style, GRUB on both disks", async () => {
+    const { layout } = scaleLayout(await importLayout(join(FIX, "cap-raid1-lvm"), { disks: ["sdb", "sdc"] }), 4 * GiB);
+    const s = installScript(layout);
+    expect(s).toContain('D0=$(bydisk layout0)');
+    expect(s).toContain('D1=$(bydisk layout1)');
+    expect(s).toMatch(/sfdisk -q --no-reread --wipe always --wipe-partitions always "\$D0" <<EOF\nlabel: dos\nunit: sectors\n\n\$\(part "\$D0" 1\) : start=2048, size=1048576, type=fd, bootable\n\$\(part "\$D0" 2\) : start=1050624, size=\d+, type=fd\nEOF/);
+    expect(s).toContain('mdadm --create /dev/md0 --run --assume-clean --level=raid1 --raid-devices=2 --metadata=1.2 --uuid=e9dddb63:4a5dee66:8ddb7417:f9532006 --name=0 --homehost=web01 "$(part "$D0" 1)" "$(part "$D1" 1)"');
+    expect(s).toContain("vgcreate -y -s 4194304b web01-vg /dev/md1");
+    expect(s).toMatch(/lvcreate -y -W y -Z y -L \d+b -n root web01-vg/);
+    expect(s).toContain("mkfs.ext4 -q -F -U 666104b3-5899-4b2f-9494-1e48c3fa2283 /dev/web01-vg/root");
+    expect(s).toContain("mkswap -U 779fed57-af61-4b9a-bdc9-9bc8ed6ee685 /dev/web01-vg/swap_1");
+    // / is mounted before /boot and /var.
+    expect(s.indexOf("mount /dev/web01-vg/root /mnt/target")).toBeLessThan(s.indexOf("mount /dev/md0 /mnt/target/boot"));
+    expect(s).toContain("UUID=3ae093ef-b396-4112-99d2-60a9da9fdb3e\t/boot\text4\tdefaults\t0\t2");
+    expect(s).toContain("UUID=779fed57-af61-4b9a-bdc9-9bc8ed6ee685\tnone\tswap\tsw\t0\t0");
+    expect(s).toContain('chroot /mnt/target grub-install --target=i386-pc "$D0"');
+    expect(s).toContain('chroot /mnt/target grub-install --target=i386-pc "$D1"');
+    await execa("bash", ["-n"], { input: s });
+  });
+
+  it("xfs with a label, GPT with a BIOS boot partition, fstab by /dev/mapper path and by LABEL kept as written", async () => {
+    const xfs = installScript(await importLayout(join(FIX, "cap-xfs-lvm"), { disks: ["sdd"] }));
+    expect(xfs).toContain("mkfs.xfs -q -f -m uuid=766734c7-b594-4eb1-ac73-62431f0be7e1 -L root /dev/vg_app/lv_root");
+    expect(xfs).toContain("/dev/mapper/vg_app-lv_root\t/\txfs\tdefaults\t0\t0");
+    expect(xfs).toContain("LABEL=boot\t/boot\text4\tdefaults\t1\t2");
+    const gpt = installScript(await importLayout(join(FIX, "cap-gpt-home"), { disks: ["sde"] }));
+    expect(gpt).toContain('$(part "$D0" 1) : start=2048, size=2048, type=21686148-6449-6E6F-744E-656564454649');
+    await execa("bash", ["-n"], { input: gpt });
+  });
+});
+
+describe("the fidelity check: a lab machine's capture against its layout", () => {
+  it("a capture against itself has no difference; each change is named", async () => {
+    const want = await importLayout(join(FIX, "cap-debian12-bios"), { disks: ["sda"] });
+    expect(compareLayouts(want, want)).toEqual([]);
+    const got = JSON.parse(JSON.stringify(want)) as Layout;
+    got.disks[0]!.grub = false;
+    got.disks[0]!.partitions[1]!.size -= 1024 * 1024;
+    got.filesystems.find((f) => f.mount === "/")!.uuid = "00000000-0000-0000-0000-000000000000";
+    got.filesystems.find((f) => f.mount === "/boot")!.mount = undefined;
+    got.vgs[0]!.extentSize = 8 * MiB;
+    expect(compareLayouts(want, got)).toEqual([
+      "disk sda: GRUB not in its MBR, the layout has it there",
+      "partition sda2: sectors 411648+4192256, the layout has 411648+4194304",
+      "volume group sys: extent size 8388608, the layout has 4194304",
+      "sda1: mounted at nothing by fstab, the layout has /boot",
+      "sda2: UUID 00000000-0000-0000-0000-000000000000, the layout has d446e9e5-cb83-4d4d-80cb-ced8a81dda7b",
+    ]);
   });
 });
