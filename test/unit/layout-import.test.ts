@@ -351,3 +351,27 @@ describe("the fidelity check: a lab machine's capture against its layout", () =>
     ]);
   });
 });
+
+describe("a layout where an image goes", () => {
+  it("layout: in a runbook's front matter, relative to the runbook, becomes the image layout:PATH; a bad layout file or both keys are exit 2", async () => {
+    const { readRunbook } = await import("../../src/runbook/scenario.ts");
+    const { loadRecipe } = await import("../../src/image/recipes.ts");
+    const dir = mkdtempSync(join(tmpdir(), "vmlab-layout-rb-"));
+    const layout = await importLayout(join(FIX, "cap-raid1-lvm"), { disks: ["sdb", "sdc"] });
+    writeFileSync(join(dir, "web01.json"), JSON.stringify(layout));
+    const block = "\n# Move /var\n\n```sh\ndf -h /var\n```\n";
+    writeFileSync(join(dir, "ok.md"), `---\nlayout: web01.json\n---\n${block}`);
+    const rb = await readRunbook(join(dir, "ok.md"));
+    expect(rb.front.image).toBe(`layout:${join(dir, "web01.json")}`);
+    const recipe = await loadRecipe(rb.front.image);
+    expect(recipe).toMatchObject({ name: "layout-web01", hostname: "vmlab", disk: { size: "8G" }, moreDisks: [{ size: "8G" }] });
+    expect(recipe.layout!.raids.map((r) => r.name)).toEqual(["md0", "md1"]);
+    writeFileSync(join(dir, "both.md"), `---\nimage: debian12-bios\nlayout: web01.json\n---\n${block}`);
+    expect((await usage(readRunbook(join(dir, "both.md")))).message).toMatch(/give image or layout, not both/);
+    writeFileSync(join(dir, "bad.json"), '{"version": 1, "disks": []');
+    writeFileSync(join(dir, "bad.md"), `---\nlayout: bad.json\n---\n${block}`);
+    expect((await usage(readRunbook(join(dir, "bad.md")))).message).toMatch(/bad\.json: not JSON/);
+    writeFileSync(join(dir, "gone.md"), `---\nlayout: nowhere.json\n---\n${block}`);
+    expect((await usage(readRunbook(join(dir, "gone.md")))).message).toMatch(/nowhere\.json: no such layout file/);
+  });
+});
