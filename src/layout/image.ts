@@ -8,7 +8,7 @@
  */
 import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
-import { basename, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { UsageError, VmlabError } from "../errors.ts";
 import { createImage, createOverlay, convertImage } from "../disk/qemu-img.ts";
 import { formatSize } from "../disk/size.ts";
@@ -43,7 +43,9 @@ export async function loadLayout(file: string): Promise<Layout> {
 
 /** The image recipe of a layout: Debian 12 with the lab's settings, on the layout's disks. */
 export function recipeFromLayout(layout: Layout, file: string): ImageRecipe {
-  const name = `layout-${basename(file).replace(/\.json$/, "").replace(/[^A-Za-z0-9_.-]/g, "-")}`;
+  // web01.json -> layout-web01; a file named layout.json takes its folder's name.
+  const base = basename(file) === "layout.json" ? basename(dirname(resolve(file))) : basename(file).replace(/\.json$/, "");
+  const name = `layout-${base.replace(/[^A-Za-z0-9_.-]/g, "-")}`;
   const disks = layout.disks.map((d) => ({ size: formatSize(d.size), label: "none" as const, partitions: [] }));
   return {
     name,
