@@ -12,7 +12,7 @@ import { labKey } from "./keys.ts";
 import type { PlannedPartition } from "./layout.ts";
 import { guestDevice, recipeDisks, type ImageRecipe } from "./recipe.ts";
 import { assembleDisks, customizeTree, grubDefaults, planDisks, provisionScript, shapingSource } from "./customize.ts";
-import { copyTree, ensureTree, treeHash } from "./tree.ts";
+import { BUILD_NICE, copyTree, ensureTree, treeHash } from "./tree.ts";
 import { installScript } from "../layout/install.ts";
 
 /** Bump when the build procedure changes in a way that changes the image. */
@@ -183,6 +183,7 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
         sshKey: privateKey,
         network: false,
         noReboot: true,
+        nice: BUILD_NICE,
         kernel: {
           path: join(bootSrc, `vmlinuz-${kver}`),
           initrd: join(bootSrc, `initrd.img-${kver}`),

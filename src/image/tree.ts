@@ -13,6 +13,13 @@ import { cacheDir } from "../paths.ts";
 import { run } from "../util/proc.ts";
 import { withDirLock } from "../util/lock.ts";
 
+/**
+ * Image builds run as root, at a higher priority than whatever starts beside
+ * them (the test suite's unit tests run while its images build): mmdebstrap
+ * and the provisioning boots get their core.
+ */
+export const BUILD_NICE = -10;
+
 /** Bump when the way a tree is made changes. */
 const TREE_VERSION = 2;
 
@@ -68,7 +75,8 @@ export async function ensureTree(spec: TreeSpec, progress: (m: string) => void =
       try {
         const include = `--include=${[...new Set(spec.packages)].sort().join(",")}`;
         const hooks = spec.packages.includes("initramfs-tools") ? [`--essential-hook=${ESSENTIAL_HOOK}`, `--customize-hook=${CUSTOMIZE_HOOK}`] : [];
-        await run("mmdebstrap", ["--mode=root", "--variant=minbase", include, ...hooks, spec.suite, work], {
+        // At the image build's priority (src/image/build.ts): nice execs mmdebstrap.
+        await run("nice", ["-n", String(BUILD_NICE), "mmdebstrap", "--mode=root", "--variant=minbase", include, ...hooks, spec.suite, work], {
           hint: "mmdebstrap uses the host's apt sources; check `apt-get update` works",
         });
         await writeFile(join(work, ".vmlab-tree"), JSON.stringify({ ...spec, hash, builtAt: new Date().toISOString() }) + "\n");

@@ -23,7 +23,7 @@ import { createOverlay } from "../disk/qemu-img.ts";
 import { VmlabError } from "../errors.ts";
 import type { BootOutcome } from "../boot/classify.ts";
 import { Machine, type BootRecord, type MachineOptions } from "./machine.ts";
-import type { DiskAttachment } from "./qemu-args.ts";
+import { GUEST_SMP, type DiskAttachment } from "./qemu-args.ts";
 
 export interface Checkpoint {
   /** Directory of the checkpoint's files. */
@@ -86,7 +86,7 @@ export async function takeCheckpoint(vm: Machine, dir: string, label?: string): 
     state: join(dir, "state.bin"),
     disks: frozen,
     memoryMiB: vm.opts.memoryMiB ?? 1024,
-    smp: vm.opts.smp ?? 2,
+    smp: vm.opts.smp ?? GUEST_SMP,
     network: vm.opts.network !== false,
     machine: vm.opts.name,
     takenAt: new Date().toISOString(),

@@ -1,7 +1,20 @@
 /**
  * Building the qemu-system-x86_64 command line. Pure: unit-tested without QEMU.
  */
+import { availableParallelism } from "node:os";
 import { shellQuote } from "../util/proc.ts";
+
+/**
+ * vCPUs per guest. Under TCG each vCPU is a host thread, and the lab runs
+ * two guests at a time: on a host with fewer than 4 cores, two 2-vCPU
+ * guests are four threads on two cores, and MTTCG's cross-vCPU
+ * synchronisation stalls whenever one of them is off its core. Measured on
+ * a 2-core TCG host (`npm run bench:smp`): two guests at once boot in 33 s
+ * with 1 vCPU against 54 s with 2, and rebuild their initramfs in 41 s
+ * against 81 s; one guest alone is slower with 1 (37 s against 27 s, 51 s
+ * against 40 s). Four cores or more: 2 vCPUs. VMLAB_SMP overrides it.
+ */
+export const GUEST_SMP = Number(process.env.VMLAB_SMP) > 0 ? Math.floor(Number(process.env.VMLAB_SMP)) : availableParallelism() < 4 ? 1 : 2;
 
 export interface DiskAttachment {
   /** Image file on the host. */

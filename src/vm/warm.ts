@@ -22,7 +22,7 @@ import type { AccelChoice } from "../host/kvm.ts";
 import type { BuiltImage } from "../image/build.ts";
 import { cacheDir } from "../paths.ts";
 import { expectBoot, Machine } from "./machine.ts";
-import type { DiskAttachment } from "./qemu-args.ts";
+import { GUEST_SMP, type DiskAttachment } from "./qemu-args.ts";
 
 /** What must match between the saving machine and every machine that resumes it. */
 export interface HardwareProfile {
@@ -35,7 +35,7 @@ export interface HardwareProfile {
   extraDisks: string[];
 }
 
-export const DEFAULT_PROFILE: HardwareProfile = { memoryMiB: 1024, smp: 2, extraDisks: [] };
+export const DEFAULT_PROFILE: HardwareProfile = { memoryMiB: 1024, smp: GUEST_SMP, extraDisks: [] };
 
 /** Guest disk ids in order: the image's own disks (sda, ...), then one per blank extra disk. */
 export function diskIds(profile: HardwareProfile, imageDisks = 1): string[] {
