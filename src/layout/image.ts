@@ -46,7 +46,8 @@ export function recipeFromLayout(layout: Layout, file: string): ImageRecipe {
   // web01.json -> layout-web01; a file named layout.json takes its folder's name.
   const base = basename(file) === "layout.json" ? basename(dirname(resolve(file))) : basename(file).replace(/\.json$/, "");
   const name = `layout-${base.replace(/[^A-Za-z0-9_.-]/g, "-")}`;
-  const disks = layout.disks.map((d) => ({ size: formatSize(d.size), label: "none" as const, partitions: [] }));
+  // Only the sizes count: the install script lays out the partitions.
+  const disks = layout.disks.map((d) => ({ size: formatSize(d.size), label: "msdos" as const, partitions: [] }));
   return {
     name,
     description: `${layout.source.host ? `${layout.source.host}'s` : "a captured"} layout from ${basename(file)}: ${layout.disks.length} disk(s), ${layout.raids.length} array(s), ${layout.vgs.length} volume group(s)`,
