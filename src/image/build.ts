@@ -132,18 +132,8 @@ export async function ensureImage(recipe: ImageRecipe, opts: { progress?: Progre
   );
 }
 
-async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<BuiltImage> {
-  if (process.getuid?.() !== 0) {
-    throw new HostError(`building image ${recipe.name} needs root`, {
-      hint: "run `sudo npx vmlab image build " + recipe.name + "` once; runs afterwards need no root",
-    });
-  }
-  if (recipe.layout) return buildLayoutImage(recipe, progress);
-  if (!needsProvisioning(recipe) && allLvm(recipe)) {
-    throw new UsageError(`image ${recipe.name} is booted directly only but asks for LVM volumes`, {
-      hint: "only a provisioning boot creates LVM physical volumes; drop directBoot.only or the lvm partitions",
-    });
-  }
+/** What every build starts with: its timer and steps, the lab key, the hash, a fresh work directory. */
+async function startBuild(recipe: ImageRecipe, progress: Progress) {
   const started = Date.now();
   const steps: ImageMeta["steps"] = [];
   const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
@@ -159,6 +149,22 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
   const work = join(imagesDir(), `.build-${recipe.name}-${hash}-${process.pid}`);
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
+  return { started, steps, timed, publicKey, privateKey, hash, finalDir, work };
+}
+
+async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<BuiltImage> {
+  if (process.getuid?.() !== 0) {
+    throw new HostError(`building image ${recipe.name} needs root`, {
+      hint: "run `sudo npx vmlab image build " + recipe.name + "` once; runs afterwards need no root",
+    });
+  }
+  if (recipe.layout) return buildLayoutImage(recipe, progress);
+  if (!needsProvisioning(recipe) && allLvm(recipe)) {
+    throw new UsageError(`image ${recipe.name} is booted directly only but asks for LVM volumes`, {
+      hint: "only a provisioning boot creates LVM physical volumes; drop directBoot.only or the lvm partitions",
+    });
+  }
+  const { started, steps, timed, publicKey, privateKey, hash, finalDir, work } = await startBuild(recipe, progress);
   const tree = join(work, "tree");
   const { planned, allParts } = planDisks(recipe);
   const diskFiles = imageDiskFiles(recipe);
@@ -269,21 +275,7 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
  * rescue system. No provisioning boot: the install's chroot does its work.
  */
 async function buildLayoutImage(recipe: ImageRecipe, progress: Progress): Promise<BuiltImage> {
-  const started = Date.now();
-  const steps: ImageMeta["steps"] = [];
-  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-    progress(name);
-    const t = Date.now();
-    const r = await fn();
-    steps.push({ name, ms: Date.now() - t });
-    return r;
-  };
-  const { publicKey, privateKey } = await labKey();
-  const hash = recipeHash(recipe, publicKey);
-  const finalDir = join(imagesDir(), `${recipe.name}-${hash}`);
-  const work = join(imagesDir(), `.build-${recipe.name}-${hash}-${process.pid}`);
-  await rm(work, { recursive: true, force: true });
-  await mkdir(work, { recursive: true });
+  const { started, steps, timed, publicKey, privateKey, hash, finalDir, work } = await startBuild(recipe, progress);
   const diskFiles = imageDiskFiles(recipe);
   const raws = diskFiles.map((f) => join(work, f.replace(/\.qcow2$/, ".raw")));
   const layoutImage = await import("../layout/image.ts");
