@@ -324,6 +324,7 @@ async function buildLayoutImage(recipe: ImageRecipe, progress: Progress): Promis
     };
     await writeFile(join(work, "meta.json"), JSON.stringify(meta, null, 2) + "\n");
     await writeFile(join(work, "layout.json"), JSON.stringify(layout, null, 2) + "\n");
+    for (const f of await readdir(work)) if (f.endsWith(".sock")) await rm(join(work, f), { force: true });
     await rm(finalDir, { recursive: true, force: true });
     await rename(work, finalDir);
     const disks = diskFiles.map((f) => join(finalDir, f));

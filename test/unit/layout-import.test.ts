@@ -14,8 +14,8 @@ import { captureScript } from "../../src/layout/capture.ts";
 import { importLayout } from "../../src/layout/import.ts";
 import { deviceName, parseDisklayout, parseLsblk, parseMdadmScan, parseMdstat, parseSfdiskDump, flattenLsblk } from "../../src/layout/parse.ts";
 import { scaleLayout, share } from "../../src/layout/scale.ts";
-import { installScript } from "../../src/layout/install.ts";
-import { compareLayouts } from "../../src/layout/fidelity.ts";
+import { installScript, layoutDiskIds } from "../../src/layout/install.ts";
+import { byLabNames, compareLayouts } from "../../src/layout/fidelity.ts";
 import type { Layout } from "../../src/layout/types.ts";
 
 const FIX = join(import.meta.dirname, "../fixtures/layouts");
@@ -373,5 +373,25 @@ describe("a layout where an image goes", () => {
     expect((await usage(readRunbook(join(dir, "bad.md")))).message).toMatch(/bad\.json: not JSON/);
     writeFileSync(join(dir, "gone.md"), `---\nlayout: nowhere.json\n---\n${block}`);
     expect((await usage(readRunbook(join(dir, "gone.md")))).message).toMatch(/nowhere\.json: no such layout file/);
+  });
+});
+
+describe("a real build of a layout: the lab machine's capture against its layout", () => {
+  it("the RAID1 + LVM example built, booted through SeaBIOS and GRUB, and captured there: no difference (same arrays, UUIDs, names, sizes, mounts, GRUB on both disks)", async () => {
+    // test/fixtures/layouts/lab-raid1-lvm: what the capture script wrote on the machine that
+    // `vmlab image build --layout examples/layouts/raid1-lvm/layout.json` built, at its first boot.
+    const { loadLayout } = await import("../../src/layout/image.ts");
+    const want = await loadLayout(join(FIX, "../../../examples/layouts/raid1-lvm/layout.json"));
+    const got = byLabNames(await importLayout(join(FIX, "lab-raid1-lvm")), layoutDiskIds(want));
+    expect(compareLayouts(want, got)).toEqual([]);
+    expect(got.filesystems.map((f) => [f.device, f.mounted])).toEqual([
+      ["md0", ["/boot"]],
+      ["web01-vg/root", ["/"]],
+      ["web01-vg/swap_1", ["[SWAP]"]],
+      ["web01-vg/var", ["/var"]],
+    ]);
+    // And a machine that differs is caught: the same capture against the xfs layout.
+    const other = await loadLayout(join(FIX, "../../../examples/layouts/xfs-lvm/layout.json"));
+    expect(compareLayouts(other, got).length).toBeGreaterThan(5);
   });
 });
