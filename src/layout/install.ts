@@ -68,15 +68,15 @@ function mkfs(layout: Layout, f: LayoutFilesystem): string {
   }
 }
 
-/** sfdisk's input for one disk of the layout. */
-export function sfdiskInput(layout: Layout, di: number): string {
+/** sfdisk's input for one disk of the layout; `device(n)` names partition n (a shell expression in the script). */
+export function sfdiskInput(layout: Layout, di: number, device: (n: number) => string): string {
   const d = layout.disks[di]!;
   const lines = [`label: ${d.table === "msdos" ? "dos" : "gpt"}`, "unit: sectors", ""];
   for (const p of [...d.partitions].sort((a, b) => a.number - b.number)) {
     const fields = [`start=${p.start}`, `size=${p.size / 512}`, `type=${p.type}`];
     if (p.partName && d.table === "gpt") fields.push(`name=${JSON.stringify(p.partName)}`);
     if (p.bootable && d.table === "msdos") fields.push("bootable");
-    lines.push(`${p.number}: ${fields.join(", ")}`.replace(/^(\d+): /, (_, n: string) => `$PART${n} : `));
+    lines.push(`${device(p.number)} : ${fields.join(", ")}`);
   }
   return lines.join("\n") + "\n";
 }
@@ -101,7 +101,7 @@ export function installScript(layout: Layout): string {
   layout.disks.forEach((d, i) => {
     out.push(`wipefs -a -q "$D${i}"`);
     if (d.table === "none") return;
-    const input = sfdiskInput(layout, i).replace(/\$PART(\d+) :/g, (_, n: string) => `$(part "$D${i}" ${n}) :`);
+    const input = sfdiskInput(layout, i, (n) => `$(part "$D${i}" ${n})`);
     out.push(`sfdisk -q --no-reread --wipe always --wipe-partitions always "$D${i}" <<EOF\n${input}EOF`);
   });
   out.push("partprobe 2>/dev/null || true; udevadm settle");

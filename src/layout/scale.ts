@@ -184,7 +184,8 @@ function scaleDisk(l: Layout, d: LayoutDisk, budget: number, before: Record<stri
       before[p.name] = p.size;
       let inner = p.start;
       for (const q of logical.sort((a, b) => a.number - b.number)) {
-        q.start = Math.ceil((inner + 1) / ALIGN) * ALIGN + (inner === p.start ? 0 : 0);
+        // Each logical partition leaves room for its EBR before it.
+        q.start = Math.ceil((inner + 1) / ALIGN) * ALIGN;
         inner = q.start + q.size / 512;
       }
       p.size = (inner - p.start) * 512;
