@@ -6,13 +6,21 @@
  * test waits for the build it needs (the image cache's lock). A run of unit
  * tests only (`vitest run test/unit`) builds nothing.
  */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { TestProject } from "vitest/node";
 import { ensureImage } from "../src/image/build.ts";
 import { loadRecipe, recipeNames } from "../src/image/recipes.ts";
 
-export default async function setup(): Promise<() => Promise<void>> {
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // The run's core slots (test/slots.ts), removed with the run.
+  const slotDir = await mkdtemp(join(tmpdir(), "vmlab-test-slots-"));
+  project.provide("slotDir", slotDir);
+  const removeSlots = () => rm(slotDir, { recursive: true, force: true });
   const filters = process.argv.slice(2).filter((a) => !a.startsWith("-") && a !== "run");
   const vm = filters.length === 0 || filters.some((f) => f.includes("vm"));
-  if (!vm || process.getuid?.() !== 0) return async () => undefined;
+  if (!vm || process.getuid?.() !== 0) return removeSlots;
   const t = Date.now();
   const names = await recipeNames();
   // All settle before the run ends: no build is left running behind it. A
@@ -23,5 +31,6 @@ export default async function setup(): Promise<() => Promise<void>> {
   });
   return async () => {
     await building;
+    await removeSlots();
   };
 }

@@ -14,10 +14,24 @@ export async function sha256File(path: string): Promise<string> {
   return h.digest("hex");
 }
 
-/** PIDs of qemu-system processes on this host. */
+/**
+ * PIDs of qemu-system processes on this host that this test file started:
+ * test/slots.ts tags each file's processes with VMLAB_TEST_FILE, and every
+ * QEMU inherits it, so a neighbour file's guests are not counted. Without
+ * the tag (a file run outside the suite's setup), every QEMU counts.
+ */
 export async function qemuPids(): Promise<number[]> {
   const r = await execa("pgrep", ["-f", "qemu-system"], { reject: false });
-  return String(r.stdout).split("\n").filter(Boolean).map(Number);
+  const all = String(r.stdout).split("\n").filter(Boolean).map(Number);
+  const tag = process.env.VMLAB_TEST_FILE;
+  if (!tag) return all;
+  return all.filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(`VMLAB_TEST_FILE=${tag}`);
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
 }
 
 /**
