@@ -191,6 +191,45 @@ describe("vmlab layout import", () => {
     expect(cap.filesystems.filter((f) => f.mount).map((f) => [f.device, f.uuid])).toEqual(l.filesystems.map((f) => [f.device, f.uuid]));
   });
 
+  it("ReaR's disklayout.conf of a one-disk GPT machine (the lab's build of cap-gpt-home): bios_grub, swap flag, /, /home and the swap's UUID", async () => {
+    // examples/layouts/gpt-home/disklayout.conf: `rear savelayout` (ReaR 2.7) on the machine that
+    // `vmlab up --layout` built from cap-gpt-home --disks sde, where that disk is the only one.
+    const file = join(FIX, "../../../examples/layouts/gpt-home/disklayout.conf");
+    const lines = parseDisklayout(readFileSync(file, "utf8"));
+    expect(lines.filter((l) => !l.excluded).map((l) => l.keyword)).toEqual(["disk", "part", "part", "part", "part", "fs", "fs", "swap"]);
+    const l = await importLayout(file);
+    expect(l.disks.map((d) => [d.name, d.size, d.table])).toEqual([["sda", 6 * GiB, "gpt"]]);
+    // ReaR keeps GPT flags, not type GUIDs: bios_grub and swap are kept, "Linux home" becomes a plain Linux filesystem.
+    expect(l.disks[0]!.partitions.map((p) => [p.name, p.start, p.size, p.typeName])).toEqual([
+      ["sda1", 2048, 1 * MiB, "BIOS boot"],
+      ["sda2", 4096, 3 * GiB, "Linux filesystem"],
+      ["sda3", 6295552, 2 * GiB, "Linux filesystem"],
+      ["sda4", 10489856, 1070596096, "Linux swap"],
+    ]);
+    expect(l.filesystems.map((f) => [f.device, f.type, f.mount ?? null, f.uuid])).toEqual([
+      ["sda2", "ext4", "/", "01529dd1-ea2d-4ad4-a6a2-56f1def68007"],
+      ["sda3", "ext4", "/home", "a04ed90d-87b3-4da3-bc70-04c03970b630"],
+      ["sda4", "swap", null, "c1bd3096-64db-46c6-8fcc-708537b09b48"],
+    ]);
+    // The same UUIDs and geometry as the capture it was built from: the build kept them, ReaR read them back.
+    const cap = await importLayout(join(FIX, "cap-gpt-home"), { disks: ["sde"] });
+    expect(cap.disks[0]!.partitions.map((p) => [p.start, p.size])).toEqual(l.disks[0]!.partitions.map((p) => [p.start, p.size]));
+    expect(cap.filesystems.map((f) => f.uuid)).toEqual(l.filesystems.map((f) => f.uuid));
+  });
+
+  it("each example's layout.json is what its source imports to today", async () => {
+    const EX = join(FIX, "../../../examples/layouts");
+    const cases: [string, string, string[] | undefined][] = [
+      ["raid1-lvm", "capture", ["sdb", "sdc"]],
+      ["xfs-lvm", "capture", ["sdd"]],
+      ["gpt-home", "disklayout.conf", undefined],
+    ];
+    for (const [dir, src, disks] of cases) {
+      const want = JSON.parse(readFileSync(join(EX, dir, "layout.json"), "utf8"));
+      expect(JSON.parse(JSON.stringify(await importLayout(join(EX, dir, src), disks ? { disks } : {}))), dir).toEqual(want);
+    }
+  });
+
   it("a .tar.gz of a capture reads like the directory", async () => {
     const dir = mkdtempSync(join(tmpdir(), "vmlab-layout-tar-"));
     const tgz = join(dir, "cap-xfs-lvm.tar.gz");

@@ -218,3 +218,40 @@ describe("the runbooks in runbooks/, judged on their recorded runs (test/fixture
   });
 });
 
+
+describe("the example layouts' runbooks (examples/layouts/), judged on their recorded rehearsals (test/fixtures/runs/layouts)", () => {
+  const LR = join(DIR, "layouts");
+  const EX = join(projectRoot, "examples", "layouts");
+  const lrRecorded = (name: string): ScenarioReport => JSON.parse(readFileSync(join(LR, `${name}.json`), "utf8"));
+
+  it("each runbook passes on its own recording, on the machine built from its layout", async () => {
+    for (const file of ["raid1-lvm/move-var.md", "xfs-lvm/shrink-root.md", "gpt-home/grow-home.md", "gpt-home/grow-home-stale-fstab.md"]) {
+      const s = await loadRunbook(join(EX, file));
+      const r = lrRecorded(s.name);
+      expect(r.image?.name, file).toBe(`layout-${file.split("/")[0]}`);
+      const v = judge(s.expect, obs(r, s.kind ?? "rehearsal"));
+      expect(v.verdict, `${file}: ${[...v.reasons, ...v.observed].join("\n")}`).toBe("pass");
+    }
+  });
+
+  it("grow-home: /home grew over the swap partition and swap is the file after a proven firmware boot; its twin forgot fstab and the boot timed out on the old swap's UUID", async () => {
+    const good = await loadRunbook(join(EX, "gpt-home/grow-home.md"));
+    const twin = await loadRunbook(join(EX, "gpt-home/grow-home-stale-fstab.md"));
+    const g = lrRecorded(good.name);
+    const blocks = (g.facts.runbook as { blocks: { step: string; stdoutTail?: string }[] }).blocks;
+    expect(blocks.find((b) => b.step === "Grow /home over the freed space")?.stdoutTail).toMatch(/\/dev\/sda3\s+2\.9G/);
+    expect(blocks.find((b) => b.step === "Check /home and swap after the reboot")?.stdoutTail).toMatch(/\/swapfile\s+512M/);
+    expect(g.boots.filter((b) => b.via === "firmware").every((b) => b.outcome === "ssh" && b.newBoot?.proven)).toBe(true);
+    expect(g.final).toMatchObject({ root: { device: "/dev/sda2", fstype: "ext4" }, data: { intact: true } });
+
+    const t = lrRecorded(twin.name);
+    expect(t.forkedFrom?.beforeStep.name).toBe("Point fstab at the swap file");
+    const check = t.steps.find((s) => s.name === "Check /home and swap after the reboot")!;
+    expect(check.status).toBe("failed");
+    expect(check.failure?.stderr).toMatch(/Timed out waiting for device .*c1bd3096-64db-46c6-8fcc-708537b09b48/);
+    // The twin's prediction does not hold on the good path's machine: it saw no such failure.
+    const v = judge({ failure: twin.expect!.failure }, obs(g, "twin"));
+    expect(v.verdict).toBe("fail");
+    expect(v.reasons[0]).toBe("the predicted failure was not observed");
+  });
+});
