@@ -55,7 +55,7 @@ export default scenario({
         record("refusedSmaller", { device: small.device, bytes: before.bytes / 2, message: err.message, untouched });
         log(`refused: ${err.message}`);
       }
-      await vm.detachDisk("small");
+      await vm.pullDisk("small");
     });
     const target = await step("plug in a blank disk of the same size", () => plugBlankDisk(ctx, "newboot", before.bytes));
     await step("dd the backup onto the new disk", async () => {

@@ -27,7 +27,7 @@ export default scenario({
       await step("switch off, plug the disk back in and boot through firmware", async () => {
         // The firmware goes on looking for a boot disk; switching off is the only way out.
         await vm.powerCut();
-        await vm.plugBack("sda");
+        await vm.plugDisk("sda");
         await vm.boot({ reason: "power-on with the disk plugged back" });
       });
     },

@@ -33,7 +33,7 @@ export default scenario({
     log(`lab disk sda is ${source} in the guest, sdb is ${target}`);
     await rootToMdraid(ctx, { source, target, mirrors: DEFAULT_MIRRORS, skip: ["grub-on-target"] });
     const boot = await step("pull sda through QMP, reboot from sdb alone", async () => {
-      await vm.detachDisk("sda");
+      await vm.pullDisk("sda");
       return vm.reboot();
     });
     await step("observe the forgotten step", async () => {

@@ -49,12 +49,12 @@ export default scenario({
       log(`booted degraded without ${without}: ${state.join(", ")}`);
     };
     await step("pull sda through QMP, reboot from sdb alone", async () => {
-      await vm.detachDisk("sda");
+      await vm.pullDisk("sda");
       await verifyDegraded("sda", await vm.reboot());
     });
     await step("power off, start with sda only (sdb left out), boot through firmware", async () => {
       await vm.shutdown();
-      await vm.plugBack("sda");
+      await vm.plugDisk("sda");
       vm.leaveOut("sdb");
       await verifyDegraded("sdb", await vm.boot());
     });

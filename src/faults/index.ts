@@ -56,13 +56,13 @@ const sh = quote;
 
 /** dropped SSH: the machine's network link goes down. The serial console is unaffected. */
 export async function dropLink(vm: Machine): Promise<Injection> {
-  await vm.qmpExecute("set_link", { name: "net0", up: false });
+  await vm.block();
   return { fault: "dropped-ssh", how: "QMP set_link net0 up=false", details: {} };
 }
 
 /** Bring the link back up (the end of a dropped-SSH window). */
 export async function restoreLink(vm: Machine): Promise<void> {
-  await vm.qmpExecute("set_link", { name: "net0", up: true });
+  await vm.unblock();
 }
 
 /** True when a new SSH session can be opened and run a command within `timeoutMs`. */
@@ -107,7 +107,7 @@ export async function cutPower(vm: Machine, how: "quit" | "reset" = "quit"): Pro
 
 /** pulled disk: unplug one of the lab's disks (by id: sda, sdb, ...); it stays out at the next start. */
 export async function pullDisk(vm: Machine, id: string): Promise<Injection & { disk: DiskAttachment }> {
-  const disk = await vm.detachDisk(id);
+  const disk = await vm.pullDisk(id);
   return { fault: "pulled-disk", how: `QMP device_del dev-${id}`, details: { disk: id }, disk };
 }
 

@@ -50,7 +50,7 @@ export async function injectGeneric(vm: Machine, spec: InjectSpec): Promise<Inje
     case "power-cut":
       return cutPower(vm, "quit");
     case "pulled-disk": {
-      const id = spec.disk ?? vm.opts.disks[0]?.id;
+      const id = spec.disk ?? vm.disks[0]?.id;
       if (!id) throw new UsageError("pulled-disk: the machine has no disks");
       const { disk: _d, ...inj } = await pullDisk(vm, id);
       return inj;

@@ -121,7 +121,7 @@ export async function pullBootDisk(ctx: ScenarioContext, disk: GuestDisk, id = "
   const { vm } = ctx;
   const name = disk.device.replace("/dev/", "");
   await vm.succeed("swapoff -a && umount /boot");
-  await vm.detachDisk(id);
+  await vm.pullDisk(id);
   await vm.succeed(`for i in $(seq 30); do [ -e /sys/block/${name} ] || exit 0; sleep 1; done; echo "${disk.device} is still there" >&2; exit 1`);
   ctx.log(`${disk.device} is gone; / is still ${(await vm.succeed("findmnt -no SOURCE /")).trim()}`);
 }

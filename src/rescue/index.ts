@@ -153,12 +153,12 @@ export async function rescue(ctx: ScenarioContext, opts: RescueOptions = {}): Pr
   const image = await step("rescue: the rescue image", () => ensureImage(recipe, { progress: log }));
   const overlay = join(ctx.runDir, "rescue-disk.qcow2");
   await createOverlay(overlay, image.disk, { backingFormat: "qcow2" });
-  const used = new Set(target.opts.disks.map((d) => d.scsiId));
+  const used = new Set(target.disks.map((d) => d.scsiId));
   let scsiId = 0;
   while (used.has(scsiId)) scsiId++;
   const r = ctx.addMachine({
     name: "rescue",
-    disks: [...target.opts.disks.map((d) => ({ ...d })), { path: overlay, format: "qcow2", id: RESCUE_DISK_ID, scsiId }],
+    disks: [...target.disks.map((d) => ({ ...d })), { path: overlay, format: "qcow2", id: RESCUE_DISK_ID, scsiId }],
     kernel: { path: join(image.dir, "vmlinuz"), initrd: join(image.dir, "initrd.img"), append: recipe.directBoot!.append },
   });
   await step("rescue: direct kernel boot of the rescue system with the target's disks", async () => {

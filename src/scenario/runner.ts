@@ -158,7 +158,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
       machines.push(live);
       report.consoleLogs.push(live.serialLog);
       backing = src.backing;
-      report.machines.push({ name: "vm", sshPort: live.sshPort, qmpSocket: live.qmpSocket, serialSocket: live.serialSocket, disks: live.opts.disks.map((d) => d.path), backing });
+      report.machines.push({ name: "vm", sshPort: live.sshPort, qmpSocket: live.qmpSocket, serialSocket: live.serialSocket, disks: live.disks.map((d) => d.path), backing });
       if (forked.boot.outcome !== "ssh") throw new VmlabError(`the fork of ${src.checkpoint.dir} did not answer SSH (${forked.boot.outcome})`, { hint: "the checkpoint may be damaged; run the scenario alone" });
       // The shared history comes first: the recording run's boots before the checkpoint.
       report.boots.unshift(...src.boots);
@@ -180,7 +180,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
         sshPort: vm.sshPort,
         qmpSocket: vm.qmpSocket,
         serialSocket: vm.serialSocket,
-        disks: vm.opts.disks.map((d) => d.path),
+        disks: vm.disks.map((d) => d.path),
         backing: prepared.backing,
       });
       if (opts.share) {

@@ -142,7 +142,7 @@ export async function ensureBroken(ex: Exercise, accel: AccelChoice, log: (m: st
       await takeCheckpoint(vm, join(dir, "checkpoint"), `${ex.name}: broken`);
       await vm.kill();
       // The machine's overlays after the checkpoint are nobody's.
-      for (const d of vm.opts.disks) await rm(d.path, { force: true });
+      for (const d of vm.disks) await rm(d.path, { force: true });
       const madeMs = Date.now() - t0;
       await writeFile(done, JSON.stringify({ exercise: ex.name, key, boot: summary, madeMs, madeAt: new Date().toISOString() }, null, 2) + "\n");
       log(`broken state of ${ex.name} made in ${(madeMs / 1000).toFixed(1)} s`);

@@ -63,13 +63,13 @@ export async function takeCheckpoint(vm: Machine, dir: string, label?: string): 
   await vm.qmpExecute("stop");
   const frozen: DiskAttachment[] = [];
   try {
-    for (const d of vm.opts.disks) {
+    for (const d of [...vm.disks]) {
       if (d.format !== "qcow2") throw new VmlabError(`cannot checkpoint disk ${d.id} of ${vm.opts.name}: it is ${d.format}, and only a qcow2 overlay can be frozen under a new one`);
       // The disk's current file becomes the frozen layer; new writes go to a new overlay beside it.
       const next = d.path.replace(/(\.g\d+)?\.qcow2$/, `.g${generation}.qcow2`);
       await vm.qmpExecute("blockdev-snapshot-sync", { device: d.id, "snapshot-file": next, format: "qcow2" });
       frozen.push({ ...d, readOnly: true });
-      d.path = next;
+      vm.replaceDisk(d.id, { ...d, path: next });
     }
     const partial = join(dir, "state.bin.partial");
     await vm.writeState(partial);
@@ -113,7 +113,7 @@ export async function readCheckpoint(dir: string): Promise<Checkpoint> {
 /** The generation number for a machine's next overlays: one more than any in its disk names. */
 async function nextGeneration(vm: Machine): Promise<number> {
   let g = 0;
-  for (const d of vm.opts.disks) {
+  for (const d of vm.disks) {
     const m = /\.g(\d+)\.qcow2$/.exec(d.path);
     if (m) g = Math.max(g, Number(m[1]));
   }

@@ -277,8 +277,8 @@ export async function keepMachine(
     qmpSocket: m.qmpSocket,
     serialLog: m.serialLog,
     reportDir: run.runDir,
-    overlays: m.opts.disks.map((d) => d.path).filter((p) => inside(run.runDir, p)),
-    disks: m.opts.disks.map((d) => ({ ...d })),
+    overlays: m.disks.map((d) => d.path).filter((p) => inside(run.runDir, p)),
+    disks: m.disks.map((d) => ({ ...d })),
     ...(m.opts.memoryMiB ? { memoryMiB: m.opts.memoryMiB } : {}),
     accel: m.opts.accel,
   };

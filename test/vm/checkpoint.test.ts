@@ -53,7 +53,7 @@ describe("checkpoints and forks", () => {
     expect(existsSync(join(cp.dir, "checkpoint.json"))).toBe(true);
     expect(existsSync(join(cp.dir, "state.bin.partial"))).toBe(false);
     expect(cp.disks.map((d) => [d.id, d.path, d.readOnly])).toEqual([["sda", join(runDir, "sda.qcow2"), true]]);
-    expect(vm.opts.disks[0]!.path).toBe(join(runDir, "sda.g1.qcow2"));
+    expect(vm.disks[0]!.path).toBe(join(runDir, "sda.g1.qcow2"));
     const frozenSum = await sha256File(cp.disks[0]!.path);
 
     // The original goes on, on its new overlay.
@@ -77,7 +77,7 @@ describe("checkpoints and forks", () => {
     await a!.vm.succeed("echo a > /root/written-in-fork-a && sync");
     expect((await b!.vm.run("test -e /root/written-in-fork-a")).exitCode).toBe(1);
     expect((await vm.run("test -e /root/written-in-fork-a")).exitCode).toBe(1);
-    expect(a!.vm.opts.disks[0]!.path).toBe(join(tmp.path, "fork-a", "fork-a-sda.qcow2"));
+    expect(a!.vm.disks[0]!.path).toBe(join(tmp.path, "fork-a", "fork-a-sda.qcow2"));
 
     // Nothing any of the three wrote reached the checkpoint, and it reads back whole.
     expect(await sha256File(cp.disks[0]!.path)).toBe(frozenSum);

@@ -73,7 +73,7 @@ describe("warm starts", () => {
       expect(a.sshPort).not.toBe(b.sshPort);
       expect(a.qmpSocket).not.toBe(b.qmpSocket);
       expect(a.serialSocket).not.toBe(b.serialSocket);
-      expect(a.opts.disks[0]!.path).not.toBe(b.opts.disks[0]!.path);
+      expect(a.disks[0]!.path).not.toBe(b.disks[0]!.path);
 
       // The clock was set from the host's, not left at the moment the state was saved.
       for (const m of [a, b]) {
