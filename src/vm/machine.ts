@@ -17,7 +17,7 @@ import { classifyBoot, type BootClassification, type BootOutcome } from "../boot
 import { buildQemuArgs, GUEST_SMP, type DiskAttachment, type QemuConfig } from "./qemu-args.ts";
 import { socketDir } from "./socket-dir.ts";
 import { shellQuote } from "../util/proc.ts";
-import { labSshOptions, sshRun, SshCommandError, SSH_CONNECTION_FAILED, type SshResult, type SshTarget } from "./ssh.ts";
+import { sshArgs, sshRun, SshCommandError, SSH_CONNECTION_FAILED, type SshResult, type SshTarget } from "./ssh.ts";
 import { QemuProcess, freePort } from "./qemu-process.ts";
 import { SerialConsole } from "./serial.ts";
 import { DiskBay } from "./disk-bay.ts";
@@ -500,7 +500,7 @@ export class Machine {
   private async copy(remote: string[], io: { inputFile?: string; stdout?: { file: string } }, what: string): Promise<void> {
     this.actions++;
     if (!this.running) throw new VmlabError(`cannot ${what}: machine ${this.opts.name} is not running`, { output: this.qemu.exitInfo });
-    const r = await execa("ssh", [...labSshOptions(this.opts.sshKey, this.sshPort, 30), "root@127.0.0.1", remote.map(shellQuote).join(" ")], { reject: false, stdin: "ignore", ...io });
+    const r = await execa("ssh", sshArgs(this.ssh, remote.map(shellQuote).join(" "), 30), { reject: false, ...(io.inputFile ? { inputFile: io.inputFile } : { stdin: "ignore" as const, stdout: io.stdout }) });
     if (r.exitCode !== 0) {
       throw new VmlabError(`could not ${what} in guest ${this.opts.name}`, { output: String(r.stderr), where: `ssh root@127.0.0.1:${this.sshPort}` });
     }

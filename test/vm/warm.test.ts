@@ -4,7 +4,8 @@
  * and randomness, its DHCP lease and SSH host key are sound, and the saved
  * state and its disk are never written.
  */
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,6 +16,7 @@ import { ensureImage, type BuiltImage } from "../../src/image/build.ts";
 import { labKey } from "../../src/image/keys.ts";
 import { loadRecipe } from "../../src/scenario/registry.ts";
 import { Machine } from "../../src/vm/machine.ts";
+import { SshCommandError } from "../../src/vm/ssh.ts";
 import { DEFAULT_PROFILE, ensureWarmState, warmKey, type WarmState } from "../../src/vm/warm.ts";
 import { qemuPids, sha256File } from "./helpers.ts";
 
@@ -112,5 +114,39 @@ describe("warm starts", () => {
     expect(await sha256File(warm.state)).toBe(stateSum);
     expect(await sha256File(warm.disk)).toBe(diskSum);
     expect(await qemuPids()).toEqual([]);
+  });
+
+  it("the machine's verbs on a resumed guest: copyTo/copyFrom keep bytes, waitUntilSucceeds waits and times out with the last result, block cuts SSH and unblock brings it back", async () => {
+    const m = await resumed("verbs");
+    try {
+      expect((await m.resume()).outcome).toBe("ssh");
+      // A binary file, every byte value, through SSH and back.
+      const sent = join(tmp.path, "sent.bin");
+      const back = join(tmp.path, "back.bin");
+      await writeFile(sent, Buffer.concat([randomBytes(200_000), Buffer.from(Array.from({ length: 256 }, (_, i) => i))]));
+      await m.copyTo(sent, "/root/copied file.bin");
+      expect((await m.succeed("sha256sum '/root/copied file.bin' | cut -d' ' -f1")).trim()).toBe(await sha256File(sent));
+      await m.copyFrom("/root/copied file.bin", back);
+      expect(await readFile(back)).toEqual(await readFile(sent));
+      await expect(m.copyFrom("/root/no-such-file", back)).rejects.toThrow(/could not copy \/root\/no-such-file/);
+
+      // waitUntilSucceeds: a file that appears a few seconds later, then one that never does.
+      await m.succeed("(sleep 3; touch /run/ready) >/dev/null 2>&1 &");
+      expect(await m.fail("test -e /run/ready")).toMatchObject({ exitCode: 1 });
+      await m.waitUntilSucceeds("test -e /run/ready && echo ready", { timeoutMs: 60_000 });
+      const never = await m.waitUntilSucceeds("echo still-missing >&2; test -e /run/never", { timeoutMs: 3_000 }).catch((e: unknown) => e);
+      expect(never).toBeInstanceOf(SshCommandError);
+      expect(String((never as SshCommandError).message)).toMatch(/did not succeed within 3 s/);
+      expect((never as SshCommandError).result.stderr).toContain("still-missing");
+
+      // block: the link goes down, no SSH session opens; unblock: it comes back.
+      await m.block();
+      const cut = await m.run("true", { timeoutMs: 8_000 });
+      expect(cut.exitCode).not.toBe(0);
+      await m.unblock();
+      await m.waitUntilSucceeds("true", { timeoutMs: 60_000 });
+    } finally {
+      await m.kill();
+    }
   });
 });
