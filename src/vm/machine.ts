@@ -11,7 +11,10 @@
  * - src/vm/ssh.ts: commands over SSH.
  */
 import { execa } from "execa";
+import { existsSync } from "node:fs";
+import { chmod, copyFile } from "node:fs/promises";
 import { join } from "node:path";
+import { requireTool } from "../host/tools.ts";
 import { VmlabError } from "../errors.ts";
 import { classifyBoot, type BootClassification, type BootOutcome } from "../boot/classify.ts";
 import { buildQemuArgs, GUEST_SMP, type DiskAttachment, type QemuConfig } from "./qemu-args.ts";
@@ -60,6 +63,13 @@ export interface MachineOptions {
    * command's orphan sweep (src/vm/orphans.ts).
    */
   keepable?: boolean;
+  /**
+   * Boot through UEFI (OVMF) instead of SeaBIOS. The machine's NVRAM is its
+   * own file in the run directory (`efiVars`), copied at its first start
+   * from `varsFrom` (an image's variable store, with its boot entries), or
+   * from OVMF's empty one. Reboots and power cuts keep it, as a board does.
+   */
+  uefi?: { varsFrom?: string };
 }
 
 export type MachineEvent =
@@ -83,6 +93,8 @@ export class Machine {
   readonly qmpSocket: string;
   /** QEMU's own messages (warnings, errors), appended at every start. */
   readonly qemuLog: string;
+  /** A UEFI machine's NVRAM (OVMF's variable store), its own file. */
+  readonly efiVars?: string;
   sshPort = 0;
   readonly boots: BootRecord[] = [];
   private readonly qemu = new QemuProcess();
@@ -107,6 +119,12 @@ export class Machine {
     this.console = new SerialConsole(join(opts.runDir, `${opts.name}.console.log`), join(sockets, `${opts.name}.serial.sock`));
     this.qmpSocket = join(sockets, `${opts.name}.qmp.sock`);
     this.qemuLog = join(opts.runDir, `${opts.name}.qemu.log`);
+    if (opts.uefi) this.efiVars = join(opts.runDir, `${opts.name}.efivars.fd`);
+  }
+
+  /** The firmware it boots: "uefi" (OVMF) or "bios" (SeaBIOS). */
+  get firmware(): "uefi" | "bios" {
+    return this.opts.uefi ? "uefi" : "bios";
   }
 
   get name(): string {
@@ -161,6 +179,7 @@ export class Machine {
       kernel: this.opts.kernel,
       noReboot: this.opts.noReboot,
       incomingFile: this.resuming ? this.opts.incomingState : undefined,
+      ...(this.efiVars ? { uefi: { code: requireTool("OVMF_CODE_4M.fd"), vars: this.efiVars } } : {}),
     };
   }
 
@@ -169,6 +188,11 @@ export class Machine {
   /** Start QEMU. Does not wait for the guest; see `boot`. */
   async start(): Promise<void> {
     this.actions++;
+    if (this.efiVars && !existsSync(this.efiVars)) {
+      // The machine's own NVRAM, from the image's (or OVMF's empty store); writable even when the source is not.
+      await copyFile(this.opts.uefi?.varsFrom ?? requireTool("OVMF_VARS_4M.fd"), this.efiVars);
+      await chmod(this.efiVars, 0o644);
+    }
     await this.qemu.start({
       name: this.opts.name,
       binary: this.opts.qemuBinary ?? process.env.VMLAB_QEMU ?? "qemu-system-x86_64",

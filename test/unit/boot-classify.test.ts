@@ -27,6 +27,10 @@
  *    missing UUID (systemd's 90 s device timeout); a guest with a `nofail` missing
  *    mount (5 s timeout), resume= pointing at a missing swap and panic=30, that
  *    still reaches login; grub.cfg's root=UUID= naming a filesystem that is gone.
+ *  - uefi-shell-blank-disk-ovmf: OVMF 2022.11 (Debian's ovmf 2022.11-6+deb12u2,
+ *    OVMF_CODE_4M.fd with a fresh copy of OVMF_VARS_4M.fd) on a blank 1 GiB qcow2
+ *    disk on virtio-scsi, the network card an e1000 as the lab gives UEFI
+ *    machines: the disk's boot option fails, and OVMF falls back to its shell.
  *
  * To add a recorded log: save it in test/fixtures/console/ and add one row to FIXTURES.
  *
@@ -74,6 +78,7 @@ const FIXTURES: [file: string, outcome: BootOutcome, detail: string | undefined,
   ["emergency-mode-missing-fstab-uuid.log", "emergency-mode", undefined, ["firmware", "grub", "kernel", "initramfs", "userspace"]],
   ["login-prompt-debian12.log", "login-prompt", undefined, ["firmware", "grub", "kernel", "initramfs", "userspace"]],
   ["login-prompt-nofail-resume-panic-param.log", "login-prompt", undefined, ["firmware", "grub", "kernel", "initramfs", "userspace"]],
+  ["uefi-shell-blank-disk-ovmf.log", "uefi-shell", "fallback", ["firmware"]],
 ];
 
 /** Evidence each fixture must show (substrings of evidence lines, in order). */
@@ -109,6 +114,12 @@ const EVIDENCE: Record<string, string[]> = {
     "Give root password for maintenance",
   ],
   "login-prompt-debian12.log": ["Debian GNU/Linux 12 vmlab ttyS0", "vmlab login:"],
+  "uefi-shell-blank-disk-ovmf.log": [
+    'BdsDxe: failed to load Boot0001 "UEFI QEMU QEMU HARDDISK " from PciRoot(0x0)/Pci(0x2,0x0)/Scsi(0x0,0x0): Not Found',
+    'BdsDxe: starting Boot0002 "EFI Internal Shell"',
+    "UEFI Interactive Shell v2.2",
+    "Shell>",
+  ],
 };
 
 function expectInOrder(evidence: string[], wanted: string[]): void {

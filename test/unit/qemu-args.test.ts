@@ -48,6 +48,20 @@ describe("buildQemuArgs", () => {
     expect(buildQemuArgs({ ...base, sshPort: undefined })).not.toContain("-netdev");
   });
 
+  it("UEFI: OVMF's code read-only and the machine's own NVRAM writable as pflash, and a network card OVMF cannot boot from", () => {
+    const bios = buildQemuArgs(base);
+    expect(bios.join(" ")).not.toContain("pflash");
+    expect(after(bios, "-device")).toContain("virtio-net-pci,netdev=net0,romfile=");
+    const uefi = buildQemuArgs({ ...base, uefi: { code: "/usr/share/OVMF/OVMF_CODE_4M.fd", vars: "/r/vm.efivars.fd" } });
+    expect(after(uefi, "-drive").filter((d) => d.startsWith("if=pflash"))).toEqual([
+      "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+      "if=pflash,format=raw,unit=1,file=/r/vm.efivars.fd",
+    ]);
+    // OVMF drives virtio-net itself and would try PXE and HTTP boot on it first; it has no e1000 driver.
+    expect(after(uefi, "-device")).toContain("e1000,netdev=net0,romfile=");
+    expect(after(uefi, "-device").some((d) => d.startsWith("virtio-net"))).toBe(false);
+  });
+
   it("uses the chosen accelerator and CPU", () => {
     expect(after(buildQemuArgs(base), "-accel")).toEqual(["tcg"]);
     const kvm = buildQemuArgs({ ...base, accel: { accel: "kvm", cpu: "host" } });
