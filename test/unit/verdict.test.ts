@@ -225,13 +225,39 @@ describe("the example layouts' runbooks (examples/layouts/), judged on their rec
   const lrRecorded = (name: string): ScenarioReport => JSON.parse(readFileSync(join(LR, `${name}.json`), "utf8"));
 
   it("each runbook passes on its own recording, on the machine built from its layout", async () => {
-    for (const file of ["raid1-lvm/move-var.md", "xfs-lvm/shrink-root.md", "gpt-home/grow-home.md", "gpt-home/grow-home-stale-fstab.md"]) {
+    for (const file of ["raid1-lvm/move-var.md", "raid1-lvm/move-var-stale-fstab.md", "xfs-lvm/shrink-root.md", "gpt-home/grow-home.md", "gpt-home/grow-home-stale-fstab.md"]) {
       const s = await loadRunbook(join(EX, file));
       const r = lrRecorded(s.name);
       expect(r.image?.name, file).toBe(`layout-${file.split("/")[0]}`);
       const v = judge(s.expect, obs(r, s.kind ?? "rehearsal"));
       expect(v.verdict, `${file}: ${[...v.reasons, ...v.observed].join("\n")}`).toBe("pass");
     }
+  });
+
+  it("each twin fails on its good path's recording: the failure it predicts is not there", async () => {
+    for (const [twinFile, goodFile] of [
+      ["raid1-lvm/move-var-stale-fstab.md", "raid1-lvm/move-var.md"],
+      ["gpt-home/grow-home-stale-fstab.md", "gpt-home/grow-home.md"],
+    ]) {
+      const twin = await loadRunbook(join(EX, twinFile!));
+      const good = await loadRunbook(join(EX, goodFile!));
+      const v = judge({ failure: twin.expect!.failure }, obs(lrRecorded(good.name), "twin"));
+      expect(v.verdict, twinFile).toBe("fail");
+      expect(v.reasons[0]).toBe("the predicted failure was not observed");
+    }
+  });
+
+  it("move-var: /var on var_new after a proven firmware boot with both arrays whole; its twin left fstab alone and /var came back on the old volume", () => {
+    const g = lrRecorded("web01-move-var");
+    const blocks = (g.facts.runbook as { blocks: { step: string; stdoutTail?: string }[] }).blocks;
+    const check = blocks.find((b) => b.step === "Check that /var came up on the new volume")?.stdoutTail ?? "";
+    expect(check).toMatch(/^\/dev\/mapper\/web01--vg-var_new$/m);
+    expect(check.match(/\[UU\]/g)).toHaveLength(2);
+    expect(g.final).toMatchObject({ root: { device: "/dev/mapper/web01--vg-root" }, data: { intact: true } });
+    const t = lrRecorded("web01-move-var-stale-fstab");
+    expect(t.forkedFrom?.beforeStep.name).toBe("Point fstab at the new volume, by UUID as the installer does");
+    const failed = t.steps.find((s) => s.name === "Check that /var came up on the new volume")!;
+    expect([failed.status, failed.failure?.stdout.trim()]).toEqual(["failed", "/dev/mapper/web01--vg-var"]);
   });
 
   it("grow-home: /home grew over the swap partition and swap is the file after a proven firmware boot; its twin forgot fstab and the boot timed out on the old swap's UUID", async () => {
