@@ -257,7 +257,7 @@ describe("the example layouts' runbooks (examples/layouts/), judged on their rec
     const t = lrRecorded("web01-move-var-stale-fstab");
     expect(t.forkedFrom?.beforeStep.name).toBe("Point fstab at the new volume, by UUID as the installer does");
     const failed = t.steps.find((s) => s.name === "Check that /var came up on the new volume")!;
-    expect([failed.status, failed.failure?.stdout.trim()]).toEqual(["failed", "/dev/mapper/web01--vg-var"]);
+    expect([failed.status, failed.failure?.stdout?.trim()]).toEqual(["failed", "/dev/mapper/web01--vg-var"]);
   });
 
   it("grow-home: /home grew over the swap partition and swap is the file after a proven firmware boot; its twin forgot fstab and the boot timed out on the old swap's UUID", async () => {
