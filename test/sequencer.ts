@@ -3,25 +3,28 @@ import { BaseSequencer, type TestSpecification } from "vitest/node";
 /**
  * Each VM test file: how many of the host's two cores it keeps busy (2 where it
  * runs two guests at once: `--jobs 2`, a twin beside its good path, a browser
- * beside a guest; 1 where it runs one guest at a time), and its minutes in the
- * last measured `.ci/run` (the README's table). test/slots.ts lets two one-core
+ * beside a guest; 1 where it runs one guest most of the time), and its wall
+ * minutes in the last measured `.ci/run` (one-core files measured side by
+ * side; the README's table). test/slots.ts lets two one-core
  * files run side by side. A VM file not listed counts as 2 cores.
  */
 export const VM_FILES: Record<string, { cores: 1 | 2; minutes: number }> = {
-  "test/vm/faults.test.ts": { cores: 2, minutes: 8.9 },
-  "test/vm/migrations.test.ts": { cores: 2, minutes: 10.7 },
-  "test/vm/lvm-snapshot.test.ts": { cores: 2, minutes: 1.8 },
-  "test/vm/root-to-lvm.test.ts": { cores: 2, minutes: 3.4 },
-  "test/vm/train-browser.test.ts": { cores: 2, minutes: 3.9 },
-  "test/vm/package.test.ts": { cores: 2, minutes: 1.0 },
-  "test/vm/training.test.ts": { cores: 2, minutes: 0.3 },
-  "test/vm/dr-boot.test.ts": { cores: 1, minutes: 3.0 },
-  "test/vm/keep.test.ts": { cores: 1, minutes: 1.4 },
-  "test/vm/handson.test.ts": { cores: 1, minutes: 1.1 },
-  "test/vm/boot.test.ts": { cores: 1, minutes: 1.1 },
-  "test/vm/runbooks.test.ts": { cores: 1, minutes: 0.9 },
-  "test/vm/checkpoint.test.ts": { cores: 1, minutes: 0.6 },
-  "test/vm/warm.test.ts": { cores: 1, minutes: 0.2 },
+  "test/vm/migrations.test.ts": { cores: 2, minutes: 11.2 },
+  "test/vm/faults.test.ts": { cores: 2, minutes: 7.9 },
+  "test/vm/train-browser.test.ts": { cores: 2, minutes: 3.7 },
+  "test/vm/training.test.ts": { cores: 2, minutes: 2.9 },
+  "test/vm/lvm-snapshot.test.ts": { cores: 2, minutes: 1.9 },
+  // One guest most of the time: the twin forks from the flagship's checkpoint near its end.
+  "test/vm/root-to-lvm.test.ts": { cores: 1, minutes: 2.6 },
+  // Two packaged scenarios with --jobs 2, one of them 14 s long.
+  "test/vm/package.test.ts": { cores: 1, minutes: 1.1 },
+  "test/vm/dr-boot.test.ts": { cores: 1, minutes: 4.5 },
+  "test/vm/boot.test.ts": { cores: 1, minutes: 2.6 },
+  "test/vm/handson.test.ts": { cores: 1, minutes: 2.1 },
+  "test/vm/keep.test.ts": { cores: 1, minutes: 1.8 },
+  "test/vm/runbooks.test.ts": { cores: 1, minutes: 1.3 },
+  "test/vm/checkpoint.test.ts": { cores: 1, minutes: 0.9 },
+  "test/vm/warm.test.ts": { cores: 1, minutes: 0.7 },
 };
 
 const isVm = (file: string) => /(^|[\\/])test[\\/]vm[\\/]/.test(file);
