@@ -3,9 +3,9 @@ import { BaseSequencer, type TestSpecification } from "vitest/node";
 /**
  * Each VM test file: how many of the host's two cores it keeps busy (2 where it
  * runs two guests at once: `--jobs 2`, a twin beside its good path, a browser
- * beside a guest; 1 where it runs one guest most of the time), and its wall
- * minutes in the last measured `.ci/run` (one-core files measured side by
- * side; the README's table). test/slots.ts lets two one-core
+ * beside a guest; 1 where it runs one guest most of the time), and the wall
+ * minutes it is ordered by, measured in a `.ci/run` (one-core files side by
+ * side; the README's table has the latest run). test/slots.ts lets two one-core
  * files run side by side. A VM file not listed counts as 2 cores.
  */
 export const VM_FILES: Record<string, { cores: 1 | 2; minutes: number }> = {
