@@ -137,7 +137,7 @@ export function installScript(layout: Layout): string {
   }
   // The initramfs (MODULES=dep sees the real devices from here) and GRUB, from a chroot.
   const grubDisks = layout.disks.map((d, i) => (d.grub ? `"$D${i}"` : "")).filter(Boolean);
-  if (layout.firmware === "uefi") throw new UsageError("a UEFI layout cannot be built yet: the lab's machines boot through SeaBIOS", { hint: "import it for its disks, or rehearse on a BIOS layout" });
+  if (layout.firmware === "uefi") throw new UsageError("a UEFI layout cannot be built yet: the layout builder installs GRUB for BIOS only", { hint: "import it for its disks, or rehearse on a BIOS layout" });
   if (!grubDisks.length) grubDisks.push('"$D0"');
   out.push(
     `for d in dev proc sys run; do mount --bind /$d ${TARGET}/$d; done`,
