@@ -18,7 +18,7 @@ export const VM_FILES: Record<string, { cores: 1 | 2; minutes: number }> = {
   "test/vm/root-to-lvm.test.ts": { cores: 1, minutes: 2.6 },
   // Two packaged scenarios with --jobs 2, one of them 14 s long.
   "test/vm/package.test.ts": { cores: 1, minutes: 1.1 },
-  "test/vm/dr-boot.test.ts": { cores: 1, minutes: 4.5 },
+  "test/vm/dr-boot.test.ts": { cores: 1, minutes: 2.7 },
   "test/vm/boot.test.ts": { cores: 1, minutes: 2.6 },
   "test/vm/handson.test.ts": { cores: 1, minutes: 2.1 },
   "test/vm/keep.test.ts": { cores: 1, minutes: 1.8 },

@@ -281,3 +281,35 @@ describe("the example layouts' runbooks (examples/layouts/), judged on their rec
     expect(v.reasons[0]).toBe("the predicted failure was not observed");
   });
 });
+
+describe("mbr-446-pitfall, judged on its recorded real run (test/fixtures/runs): the VM test runs its good path only", () => {
+  interface SwapFact {
+    device: string;
+    active: string;
+  }
+  it("only 446 bytes leave no bootable disk (classified); the whole backup from the host boots", () => {
+    const report = recorded("mbr-446-pitfall");
+    expect([report.kind, report.verdict]).toEqual(["twin", "pass"]);
+    expect(report.boots.map((b) => [b.reason, b.via])).toEqual([
+      ["resume", "saved-state"],
+      ["reboot", "firmware"],
+      ["start", "firmware"],
+    ]);
+    const failed = report.boots[1]!;
+    expect(failed.outcome).toBe("no-bootable-device");
+    expect(failed.reached.grub).toBe(false);
+    expect(failed.evidence.join("\n")).toMatch(/No bootable device/);
+    const f = report.facts as Record<string, any>;
+    expect(f.after446.signature).toBe("00 00");
+    expect(f.after446.partitionTable).toMatch(/^none/);
+    expect(f.observedFailure).toMatchObject({ kind: "boot", outcome: "no-bootable-device" });
+    expect(f.refusedSmaller).toMatchObject({ untouched: true });
+    expect(f.refusedSmaller.message).toMatch(/too small/);
+    expect(f.hostRestore.verified).toBe(true);
+    expect(report.boots[2]!.outcome).toBe("ssh");
+    expect(report.boots[2]!.reached).toMatchObject({ firmware: true, grub: true, kernel: true });
+    expect(f.mountsAfter).toMatchObject({ bootDisk: "newboot", rootDisk: "sdb" });
+    expect((f.swap as SwapFact).active).toContain((f.swap as SwapFact).device);
+    expect(f.data).toMatchObject({ intact: true, missing: [], changed: [] });
+  });
+});
