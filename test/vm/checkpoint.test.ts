@@ -16,7 +16,7 @@ import { chooseAccel, type AccelChoice } from "../../src/host/kvm.ts";
 import { ensureImage } from "../../src/image/build.ts";
 import { labKey } from "../../src/image/keys.ts";
 import { loadRecipe } from "../../src/image/recipes.ts";
-import { fork, readCheckpoint, takeCheckpoint, type Checkpoint } from "../../src/vm/checkpoint.ts";
+import { readCheckpoint, type Checkpoint } from "../../src/vm/checkpoint.ts";
 import { Machine } from "../../src/vm/machine.ts";
 import { DEFAULT_PROFILE, ensureWarmState, machineDisks } from "../../src/vm/warm.ts";
 import { qemuPids, runningQemuPids, sha256File, vmlab } from "./helpers.ts";
@@ -47,7 +47,7 @@ describe("checkpoints and forks", () => {
     expect((await vm.resume()).outcome).toBe("ssh");
     await vm.succeed("echo before > /root/before-checkpoint && sync");
 
-    const cp = await takeCheckpoint(vm, join(runDir, "checkpoints", "after-before"), "after /root/before-checkpoint");
+    const cp = await vm.checkpoint(join(runDir, "checkpoints", "after-before"), "after /root/before-checkpoint");
     console.log(`checkpoint: guest paused ${cp.pausedMs} ms; state ${cp.state}`);
     // Whole on disk, and the frozen layer is the file the machine wrote until now.
     expect(existsSync(join(cp.dir, "checkpoint.json"))).toBe(true);
@@ -61,7 +61,7 @@ describe("checkpoints and forks", () => {
     expect((await vm.succeed("cat /root/before-checkpoint")).trim()).toBe("before");
 
     const [a, b] = await Promise.all(
-      ["fork-a", "fork-b"].map((name) => fork(cp, { name, runDir: join(tmp.path, name), accel, sshKey: key })),
+      ["fork-a", "fork-b"].map((name) => Machine.fork(cp, { name, runDir: join(tmp.path, name), accel, sshKey: key })),
     );
     machines.push(a!.vm, b!.vm);
     for (const f of [a!, b!]) {
