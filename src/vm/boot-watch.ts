@@ -4,6 +4,7 @@
  * firmware that found nothing), or times out; then the record the report
  * keeps, with the proof that it is a new boot.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { VmlabError } from "../errors.ts";
 import { classifyBoot, stalledAtHandover, terminalOutcome, type BootClassification } from "../boot/classify.ts";
 import { sshRun, type SshTarget } from "./ssh.ts";
@@ -68,7 +69,6 @@ export function defaultBootTimeoutMs(accel: "kvm" | "tcg"): number {
 
 export const BOOT_ID_COMMAND = "cat /proc/sys/kernel/random/boot_id";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** What a boot watch reads: the console, SSH, whether QEMU still runs. */
 export interface BootWatchTarget {

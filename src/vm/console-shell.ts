@@ -3,6 +3,7 @@
  * gone. Commands are typed, and each one's exit code comes back in a marker
  * line that the typed text itself cannot match (the shell expands `$?`).
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { randomBytes } from "node:crypto";
 import { VmlabError } from "../errors.ts";
 import { CONSOLE_ROOT_PASSWORD } from "../image/keys.ts";
@@ -14,7 +15,6 @@ export interface ConsoleResult {
   output: string;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class ConsoleShell {
   private loggedIn = false;

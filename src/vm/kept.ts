@@ -10,6 +10,7 @@
  * entry is cleaned: its overlays, sockets and the entry itself are removed;
  * the run's report directory (report, console log) stays.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { removeSocketLink } from "./socket-dir.ts";
 import { labSshOptions } from "./ssh.ts";
 import { existsSync, readFileSync } from "node:fs";
@@ -204,7 +205,6 @@ export function keptSshArgs(e: KeptVm, command: string[], tty: boolean): string[
   ];
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function waitDead(e: Pick<KeptVm, "pid" | "qmpSocket">, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;

@@ -10,6 +10,7 @@
  * - src/vm/disk-bay.ts: the disks plugged in, pulled out and left out;
  * - src/vm/ssh.ts: commands over SSH.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
 import { existsSync } from "node:fs";
 import { chmod, copyFile } from "node:fs/promises";
@@ -76,7 +77,6 @@ export type MachineEvent =
   | { type: "boot"; boot: BootRecord }
   | { type: "log"; message: string };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** ssh's messages for a connection that failed before the remote command started: safe to try again. */
 const NOT_STARTED = /Connection timed out during banner exchange|kex_exchange_identification|Connection refused|Connection timed out$/m;

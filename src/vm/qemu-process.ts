@@ -2,6 +2,7 @@
  * A machine's QEMU process and its QMP connection: started tied to the lab's
  * process (or keepable), registered with the reaper at once, ended by pid.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { execa, type ResultPromise } from "execa";
 import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -22,7 +23,6 @@ export async function freePort(): Promise<number> {
   });
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A file's text from a byte offset, trimmed; empty when it cannot be read. */
 function readSince(file: string, from: number): string {

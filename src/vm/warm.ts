@@ -11,6 +11,7 @@
  * Each run puts its own overlay on each disk and resumes state.bin, so runs in
  * parallel share both files and never write them.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { createHash } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
 import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
@@ -96,7 +97,6 @@ export function statesDir(): string {
   return join(cacheDir(), "states");
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * The saved state for this image and profile, made on first use. Parallel
