@@ -53,7 +53,7 @@ export const TOOLS: readonly ToolSpec[] = [
     package: "ovmf",
     purpose: "UEFI firmware (EDK II) for UEFI machines, read-only and shared",
     versionArgs: null,
-    required: false,
+    required: true,
   },
   {
     name: "OVMF_VARS_4M.fd",
@@ -61,7 +61,7 @@ export const TOOLS: readonly ToolSpec[] = [
     package: "ovmf",
     purpose: "the empty UEFI variable store a UEFI machine's own NVRAM starts from",
     versionArgs: null,
-    required: false,
+    required: true,
   },
   { name: "qemu-img", package: "qemu-utils", purpose: "creates, converts and inspects disk images", versionArgs: ["--version"], required: true },
   { name: "qemu-io", package: "qemu-utils", purpose: "writes a boot-disk backup into a qcow2 image (vmlab dr restore-boot)", versionArgs: ["--version"], required: true },
