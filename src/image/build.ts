@@ -5,6 +5,8 @@ import { join } from "node:path";
 import { HostError, UsageError, VmlabError } from "../errors.ts";
 import { cacheDir } from "../paths.ts";
 import { withDirLock } from "../util/lock.ts";
+import { checkCacheEntry, writeManifest } from "../util/manifest.ts";
+import { diskUsage, formatBytes, noSpaceError, requireSpace } from "../util/space.ts";
 import { convertImage } from "../disk/qemu-img.ts";
 import { chooseAccel } from "../host/kvm.ts";
 import { Machine } from "../vm/machine.ts";
@@ -100,21 +102,39 @@ export function needsProvisioning(recipe: ImageRecipe): boolean {
   return !recipe.directBoot?.only;
 }
 
-export async function findBuilt(recipe: ImageRecipe): Promise<BuiltImage | null> {
+/**
+ * Before the tree is copied: the cache's file system must hold what a build
+ * writes at its peak, about three times the tree (its copy, the
+ * filesystems made from it in the raw disks, and the qcow2 beside them).
+ */
+async function requireBuildSpace(recipe: ImageRecipe, treeDir: string): Promise<number> {
+  const tree = await diskUsage(treeDir);
+  const needed = 3 * tree;
+  await requireSpace(imagesDir(), needed, `build image ${recipe.name}`, `the Debian tree ${treeDir} takes ${formatBytes(tree)}; a build holds its copy, the disks made from it and their qcow2 at once`);
+  return needed;
+}
+
+/**
+ * The cached build of this recipe, verified against its manifest first
+ * (src/util/manifest.ts): a damaged or unverifiable entry is named through
+ * `progress` (else on stderr), removed, and null is returned.
+ */
+export async function findBuilt(recipe: ImageRecipe, opts: { progress?: Progress } = {}): Promise<BuiltImage | null> {
   const { publicKey } = await labKey();
   const hash = recipeHash(recipe, publicKey);
   const dir = join(imagesDir(), `${recipe.name}-${hash}`);
   const metaPath = join(dir, "meta.json");
-  if (!existsSync(metaPath)) return null;
+  const say = opts.progress ?? ((m: string) => void process.stderr.write(`vmlab: ${m}\n`));
+  if (!(await checkCacheEntry(dir, { what: `cached image ${recipe.name} (${hash})`, redo: "building it again", say }))) return null;
   const meta = JSON.parse(await readFile(metaPath, "utf8")) as ImageMeta;
   const disks = imageDiskFiles(recipe).map((f) => join(dir, f));
   return { name: recipe.name, hash, dir, disk: disks[0]!, disks, meta };
 }
 
-/** Build the image unless an identical recipe was built before; a cached build costs one stat. */
+/** Build the image unless an identical recipe was built before; a cached build costs a stat of each of its files (src/util/manifest.ts). */
 export async function ensureImage(recipe: ImageRecipe, opts: { progress?: Progress; rebuild?: boolean } = {}): Promise<BuiltImage> {
   if (!opts.rebuild) {
-    const found = await findBuilt(recipe);
+    const found = await findBuilt(recipe, opts);
     if (found) return found;
   }
   // One build per recipe at a time: a second caller waits, then takes the first one's image.
@@ -123,7 +143,7 @@ export async function ensureImage(recipe: ImageRecipe, opts: { progress?: Progre
     join(imagesDir(), `.lock-${recipe.name}-${recipeHash(recipe, publicKey)}`),
     async (waited) => {
       if (waited && !opts.rebuild) {
-        const found = await findBuilt(recipe);
+        const found = await findBuilt(recipe, opts);
         if (found) return found;
       }
       return buildImage(recipe, opts.progress ?? (() => undefined));
@@ -165,12 +185,14 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
     });
   }
   const { started, steps, timed, publicKey, privateKey, hash, finalDir, work } = await startBuild(recipe, progress);
+  let needed: number | undefined;
   const tree = join(work, "tree");
   const { planned, allParts } = planDisks(recipe);
   const diskFiles = imageDiskFiles(recipe);
   const raws = planned.map((d) => join(work, diskFiles[d.di]!.replace(/\.qcow2$/, ".raw")));
   try {
     const shared = await timed("debian tree (mmdebstrap, shared)", () => ensureTree(recipe, progress));
+    needed = await requireBuildSpace(recipe, shared.dir);
     await timed("copy tree", () => copyTree(shared.dir, tree));
     await timed("customize", () => customizeTree(tree, recipe, publicKey, allParts));
     const kernels = (await readdir(join(tree, "boot"))).filter((f) => f.startsWith("vmlinuz-"));
@@ -256,6 +278,8 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
       steps,
     };
     await writeFile(join(work, "meta.json"), JSON.stringify(meta, null, 2) + "\n");
+    // Written last, so a build cut short never looks finished; checked at every use.
+    await writeManifest(work);
     await rm(finalDir, { recursive: true, force: true });
     await rename(work, finalDir);
     const disks = diskFiles.map((f) => join(finalDir, f));
@@ -265,7 +289,7 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
     for (const f of await readdir(work)) {
       if (!f.endsWith(".console.log")) await rm(join(work, f), { recursive: true, force: true });
     }
-    throw err;
+    throw (await noSpaceError(err, imagesDir(), `build image ${recipe.name}`, needed)) ?? err;
   }
 }
 
@@ -276,6 +300,7 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
  */
 async function buildLayoutImage(recipe: ImageRecipe, progress: Progress): Promise<BuiltImage> {
   const { started, steps, timed, publicKey, privateKey, hash, finalDir, work } = await startBuild(recipe, progress);
+  let needed: number | undefined;
   const diskFiles = imageDiskFiles(recipe);
   const raws = diskFiles.map((f) => join(work, f.replace(/\.qcow2$/, ".raw")));
   const layoutImage = await import("../layout/image.ts");
@@ -284,6 +309,7 @@ async function buildLayoutImage(recipe: ImageRecipe, progress: Progress): Promis
     const rescue = await timed("rescue image", () => ensureImage(rescueRecipe, { progress }));
     const shared = await timed("debian tree (mmdebstrap, shared)", () => ensureTree(recipe, progress));
     const tree = join(work, "tree");
+    needed = await requireBuildSpace(recipe, shared.dir);
     await timed("copy tree", () => copyTree(shared.dir, tree));
     const kernels = (await readdir(join(tree, "boot"))).filter((f) => f.startsWith("vmlinuz-"));
     const kver = kernels[0]?.slice("vmlinuz-".length) ?? "unknown";
@@ -325,6 +351,8 @@ async function buildLayoutImage(recipe: ImageRecipe, progress: Progress): Promis
     await writeFile(join(work, "meta.json"), JSON.stringify(meta, null, 2) + "\n");
     await writeFile(join(work, "layout.json"), JSON.stringify(layout, null, 2) + "\n");
     for (const f of await readdir(work)) if (f.endsWith(".sock")) await rm(join(work, f), { force: true });
+    // Written last, so a build cut short never looks finished; checked at every use.
+    await writeManifest(work);
     await rm(finalDir, { recursive: true, force: true });
     await rename(work, finalDir);
     const disks = diskFiles.map((f) => join(finalDir, f));
@@ -333,7 +361,7 @@ async function buildLayoutImage(recipe: ImageRecipe, progress: Progress): Promis
     for (const f of await readdir(work)) {
       if (!f.endsWith(".console.log") && !["install.log", "install.sh", "fidelity.json"].includes(f)) await rm(join(work, f), { recursive: true, force: true });
     }
-    throw err;
+    throw (await noSpaceError(err, imagesDir(), `build image ${recipe.name}`, needed)) ?? err;
   }
 }
 
