@@ -29,13 +29,26 @@ export interface DirLockOptions {
  * is `staleMs` old: seconds, not a guess about how long a build may take.
  */
 export async function withDirLock<T>(lock: string, fn: (waited: boolean) => Promise<T>, opts: DirLockOptions = {}): Promise<T> {
+  const held = await takeDirLock(lock, opts);
+  try {
+    return await fn(held.waited);
+  } finally {
+    await held.release();
+  }
+}
+
+/**
+ * withDirLock's lock without the callback, for code that takes it in one
+ * place and lets it go in another: wait for it, then `release()` in a
+ * finally. `waited` tells whether someone else held it first.
+ */
+export async function takeDirLock(lock: string, opts: DirLockOptions = {}): Promise<{ waited: boolean; release: () => Promise<void> }> {
   await mkdir(dirname(lock), { recursive: true });
   const stale = Math.max(2000, opts.staleMs ?? DEFAULT_STALE_MS);
   let waited = false;
-  let release: () => Promise<void>;
   for (;;) {
     try {
-      release = await lockfile.lock(lock, {
+      const release = await lockfile.lock(lock, {
         lockfilePath: lock,
         realpath: false,
         stale,
@@ -45,18 +58,13 @@ export async function withDirLock<T>(lock: string, fn: (waited: boolean) => Prom
         // The default throws from a timer, which would end the process; the work goes on, and the caller is told.
         onCompromised: (err) => opts.onCompromised?.(err),
       });
-      break;
+      // A compromised lock is no longer ours to remove; releasing it says so, and that is not the work's failure.
+      return { waited, release: () => release().catch(() => undefined) };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ELOCKED") throw err;
       if (!waited) opts.onWait?.();
       waited = true;
       await sleep(opts.pollMs ?? 500);
     }
-  }
-  try {
-    return await fn(waited);
-  } finally {
-    // A compromised lock is no longer ours to remove; releasing it says so, and that is not fn's failure.
-    await release().catch(() => undefined);
   }
 }

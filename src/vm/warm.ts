@@ -11,9 +11,8 @@
  * Each run puts its own overlay on each disk and resumes state.bin, so runs in
  * parallel share both files and never write them.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import { createHash } from "node:crypto";
-import { existsSync, statSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -22,6 +21,8 @@ import { createImage, createOverlay } from "../disk/qemu-img.ts";
 import type { AccelChoice } from "../host/kvm.ts";
 import type { BuiltImage } from "../image/build.ts";
 import { cacheDir } from "../paths.ts";
+import { takeDirLock } from "../util/lock.ts";
+import { checkCacheEntry, manifestId, writeManifest } from "../util/manifest.ts";
 import { expectBoot, Machine } from "./machine.ts";
 import { GUEST_SMP, type DiskAttachment } from "./qemu-args.ts";
 
@@ -86,10 +87,15 @@ async function qemuVersion(): Promise<string> {
   return qemuVersionCache;
 }
 
-/** A state is rebuilt when the image, the profile, the accelerator or the QEMU version changes. */
+/**
+ * A state is rebuilt when the image, the profile, the accelerator or the QEMU
+ * version changes; and when the image is built again, even from the same
+ * recipe: its manifest's id is in the key, so no state is resumed over
+ * disks other than those it was saved over.
+ */
 export async function warmKey(image: BuiltImage, profile: HardwareProfile, accel: AccelChoice): Promise<string> {
   const h = createHash("sha256");
-  h.update(JSON.stringify({ WARM_VERSION, image: image.hash, profile, accel: [accel.accel, accel.cpu], qemu: await qemuVersion() }));
+  h.update(JSON.stringify({ WARM_VERSION, image: image.hash, build: await manifestId(image.dir), profile, accel: [accel.accel, accel.cpu], qemu: await qemuVersion() }));
   return h.digest("hex").slice(0, 16);
 }
 
@@ -100,7 +106,8 @@ export function statesDir(): string {
 
 /**
  * The saved state for this image and profile, made on first use. Parallel
- * callers wait for the one that makes it (a lock directory), then share it.
+ * callers wait for the one that makes it (src/util/lock.ts), then share it.
+ * It is verified against its manifest before each use (src/util/manifest.ts).
  */
 export async function ensureWarmState(
   image: BuiltImage,
@@ -112,20 +119,24 @@ export async function ensureWarmState(
   const key = await warmKey(image, profile, accel);
   const dir = join(statesDir(), `${image.name}-${key}`);
   const metaPath = join(dir, "meta.json");
-  const lock = `${dir}.lock`;
   await mkdir(statesDir(), { recursive: true });
-  for (;;) {
-    if (existsSync(metaPath)) {
-      return { dir, disk: join(dir, "sda.qcow2"), state: join(dir, "state.bin"), key, meta: JSON.parse(await readFile(metaPath, "utf8")) };
-    }
-    try {
-      await mkdir(lock);
-      break;
-    } catch {
-      // Someone else is saving this state; a lock older than 15 minutes is from a process that died.
-      const held = statSync(lock, { throwIfNoEntry: false });
-      if (held && Date.now() - held.mtimeMs > 15 * 60_000) await rm(lock, { recursive: true, force: true });
-      await sleep(500);
+  // A damaged or unverifiable state is named, removed and saved again; never resumed.
+  const saved = async (): Promise<WarmState | undefined> =>
+    (await checkCacheEntry(dir, { what: `saved warm state of ${image.name} (${key})`, redo: "saving it again", say: log }))
+      ? { dir, disk: join(dir, "sda.qcow2"), state: join(dir, "state.bin"), key, meta: JSON.parse(await readFile(metaPath, "utf8")) }
+      : undefined;
+  const found = await saved();
+  if (found) return found;
+  // One save at a time: a second caller waits, then takes the first one's state.
+  const lock = await takeDirLock(`${dir}.lock`, { onWait: () => log(`waiting for another process saving the warm state of ${image.name}`) });
+  if (lock.waited) {
+    const again = await saved().catch(async (err) => {
+      await lock.release();
+      throw err;
+    });
+    if (again) {
+      await lock.release();
+      return again;
     }
   }
   const work = `${dir}.tmp-${process.pid}`;
@@ -159,6 +170,8 @@ export async function ensureWarmState(
       saveMs: Date.now() - t,
     };
     await writeFile(join(work, "meta.json"), JSON.stringify(meta, null, 2) + "\n");
+    // Written last, so a save cut short never looks finished; checked at every use.
+    await writeManifest(work);
     await rm(dir, { recursive: true, force: true });
     await rename(work, dir);
     log(`warm state saved in ${((Date.now() - t) / 1000).toFixed(1)} s`);
@@ -167,6 +180,6 @@ export async function ensureWarmState(
     await rm(work, { recursive: true, force: true });
     throw err instanceof VmlabError ? err : new VmlabError(`could not save a warm state of ${image.name}`, { cause: err, output: String(err) });
   } finally {
-    await rm(lock, { recursive: true, force: true });
+    await lock.release();
   }
 }

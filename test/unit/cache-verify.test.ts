@@ -6,7 +6,10 @@
  * in place is caught by its hash; a touched but unchanged file is hashed
  * once, accepted, and its new stamp recorded; no manifest means unverified.
  * findBuilt() on a fake image directory in a private VMLAB_CACHE returns the
- * intact image and refuses, names and removes a damaged one.
+ * intact image and refuses, names and removes a damaged one; the warm-state
+ * lookup (ensureWarmState) does the same with a saved state. No guest is
+ * started: the fake image's disk does not exist, so a save would stop at
+ * its first qemu-img.
  */
 import { existsSync } from "node:fs";
 import { chmod, mkdir, open, readFile, readdir, truncate, utimes, writeFile } from "node:fs/promises";
@@ -17,6 +20,9 @@ import { createImage } from "../../src/disk/qemu-img.ts";
 import { findBuilt, imagesDir, recipeHash } from "../../src/image/build.ts";
 import { labKey } from "../../src/image/keys.ts";
 import { loadRecipe } from "../../src/image/recipes.ts";
+import { DEFAULT_PROFILE, ensureWarmState, statesDir, warmKey } from "../../src/vm/warm.ts";
+import type { AccelChoice } from "../../src/host/kvm.ts";
+import type { BuiltImage } from "../../src/image/build.ts";
 import { checkCacheEntry, hashStats, manifestId, MANIFEST, verifyManifest, writeManifest, type Manifest } from "../../src/util/manifest.ts";
 
 let tmp: DirectoryResult;
@@ -182,5 +188,52 @@ describe("findBuilt on the image cache", () => {
     expect(await findBuilt(recipe, { progress: (m) => said.push(m) })).toBeNull();
     expect(said).toEqual([`cached image rescue (${hash}) has no manifest.json (made by an older vmlab, or never finished), so it cannot be verified; building it again`]);
     expect(existsSync(d)).toBe(false);
+  });
+});
+
+describe("the warm-state lookup", () => {
+  const accel: AccelChoice = { accel: "tcg", cpu: "qemu64", reason: "test", checks: [] };
+
+  /** A fake image (its disk does not exist: nothing can boot it) and a saved state for it, as a save leaves it. */
+  async function fakeState() {
+    const imageDir = join(tmp.path, `image-${n++}`);
+    await mkdir(imageDir, { recursive: true });
+    // Each fake image a build of its own: its manifest, so its states' keys, differ.
+    await writeFile(join(imageDir, "meta.json"), JSON.stringify({ build: n }) + "\n");
+    await writeManifest(imageDir);
+    const image = { name: "fake", hash: "0123456789abcdef", dir: imageDir, disk: join(imageDir, "disk.qcow2"), disks: [join(imageDir, "disk.qcow2")], meta: {} } as unknown as BuiltImage;
+    const key = await warmKey(image, DEFAULT_PROFILE, accel);
+    const d = join(statesDir(), `fake-${key}`);
+    await mkdir(d, { recursive: true });
+    await createImage(join(d, "sda.qcow2"), { format: "qcow2", size: "32M" });
+    await writeFile(join(d, "state.bin"), Buffer.alloc(300_000, 3));
+    await writeFile(join(d, "meta.json"), JSON.stringify({ image: "fake", imageHash: image.hash, profile: DEFAULT_PROFILE }) + "\n");
+    await writeManifest(d);
+    return { image, key, dir: d };
+  }
+
+  it("resumes an intact state without hashing it", async () => {
+    const { image, dir: d } = await fakeState();
+    const before = hashed();
+    const warm = await ensureWarmState(image, DEFAULT_PROFILE, accel, "/nonexistent/key");
+    expect(warm).toMatchObject({ dir: d, disk: join(d, "sda.qcow2"), state: join(d, "state.bin") });
+    expect(hashed()).toBe(before);
+  });
+
+  it("never resumes a state whose state.bin was truncated: named, removed, saved again", async () => {
+    const { image, key, dir: d } = await fakeState();
+    await truncate(join(d, "state.bin"), 1000);
+    const said: string[] = [];
+    // Saving it again stops at once: the fake image has no disk to boot.
+    await expect(ensureWarmState(image, DEFAULT_PROFILE, accel, "/nonexistent/key", (m) => said.push(m))).rejects.toThrow(/not found/);
+    expect(said[0]).toBe(`saved warm state of fake (${key}) is damaged: state.bin is 1000 bytes, its manifest says 300000; saving it again`);
+    expect(existsSync(d)).toBe(false);
+  });
+
+  it("keys a state by the image's build: a rebuilt image (another manifest) gets another state", async () => {
+    const { image, key } = await fakeState();
+    await writeFile(join(image.dir, "meta.json"), '{"rebuilt": true}\n');
+    await writeManifest(image.dir);
+    expect(await warmKey(image, DEFAULT_PROFILE, accel)).not.toBe(key);
   });
 });
