@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { cacheDir } from "../paths.ts";
 import { run } from "../util/proc.ts";
 import { withDirLock } from "../util/lock.ts";
+import { noSpaceError, requireSpace } from "../util/space.ts";
 
 /**
  * Image builds run as root, at a higher priority than whatever starts beside
@@ -19,6 +20,12 @@ import { withDirLock } from "../util/lock.ts";
  * and the provisioning boots get their core.
  */
 export const BUILD_NICE = -10;
+
+/**
+ * Room a tree needs while mmdebstrap makes it: the images' package set
+ * takes 750-830 MiB, and the .deb files are downloaded into it first.
+ */
+export const TREE_BYTES = 1536 * 1024 * 1024;
 
 /** Bump when the way a tree is made changes. */
 const TREE_VERSION = 2;
@@ -71,6 +78,8 @@ export async function ensureTree(spec: TreeSpec, progress: (m: string) => void =
       const work = join(treesDir(), `.build-${spec.suite}-${hash}-${process.pid}`);
       await removeBuildDir(work);
       await mkdir(treesDir(), { recursive: true });
+      const what = `make the Debian tree ${spec.suite} (${hash})`;
+      await requireSpace(treesDir(), TREE_BYTES, what, `mmdebstrap of ${spec.packages.length} packages; the trees made so far took 750-830 MiB, and the packages are downloaded into the tree first`);
       progress(`mmdebstrap ${spec.suite} (shared tree ${hash})`);
       try {
         const include = `--include=${[...new Set(spec.packages)].sort().join(",")}`;
@@ -84,7 +93,7 @@ export async function ensureTree(spec: TreeSpec, progress: (m: string) => void =
         await rename(work, dir);
       } catch (err) {
         await removeBuildDir(work);
-        throw err;
+        throw (await noSpaceError(err, treesDir(), what, TREE_BYTES)) ?? err;
       }
       return { dir, hash, built: true };
     },
