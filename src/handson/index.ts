@@ -86,6 +86,7 @@ export async function adopt(e: KeptVm): Promise<Machine> {
     accel: e.accel ?? (await chooseAccel()),
     sshKey: e.sshKey || (await labKey()).privateKey,
     ...(e.memoryMiB ? { memoryMiB: e.memoryMiB } : {}),
+    ...(e.efiVars ? { uefi: { varsFrom: e.efiVars } } : {}),
   });
   m.adopt(e.pid, e.sshPort, () => liveness(e).alive);
   const id = await sshRun(m.ssh, "cat /proc/sys/kernel/random/boot_id", { timeoutMs: 30_000, connectTimeoutS: 10 });
@@ -259,6 +260,8 @@ export async function rescueDone(id: string, accel?: AccelChoice): Promise<{ ent
     accel: e.accel ?? accel ?? (await chooseAccel()),
     sshKey: e.sshKey,
     ...(e.memoryMiB ? { memoryMiB: e.memoryMiB } : {}),
+    // Its own NVRAM, as the machine left it.
+    ...(e.efiVars ? { uefi: { varsFrom: e.efiVars } } : {}),
     keepable: true,
   });
   let boot: BootRecord;

@@ -28,8 +28,13 @@ export interface BuiltImage {
   disk: string;
   /** All of the image's disks in guest order (sda, sdb, ...); `disks[0]` is `disk`. */
   disks: string[];
+  /** A UEFI image's NVRAM (OVMF's variable store with its boot entry); each machine starts from a copy. */
+  efiVars?: string;
   meta: ImageMeta;
 }
+
+/** The file name of a UEFI image's NVRAM in its cache directory. */
+export const IMAGE_EFIVARS = "efivars.fd";
 
 export interface ImageMeta {
   name: string;
@@ -38,6 +43,8 @@ export interface ImageMeta {
   builtAt: string;
   buildMs: number;
   kernel: string;
+  /** The firmware it boots through; absent in images made before UEFI images existed: BIOS. */
+  firmware?: "bios" | "uefi";
   /** The shared Debian tree it was copied from (src/image/tree.ts). */
   tree?: { hash: string; builtNow: boolean };
   /** False for an image booted only directly: no GRUB, no provisioning boot. */
@@ -128,7 +135,16 @@ export async function findBuilt(recipe: ImageRecipe, opts: { progress?: Progress
   if (!(await checkCacheEntry(dir, { what: `cached image ${recipe.name} (${hash})`, redo: "building it again", say }))) return null;
   const meta = JSON.parse(await readFile(metaPath, "utf8")) as ImageMeta;
   const disks = imageDiskFiles(recipe).map((f) => join(dir, f));
-  return { name: recipe.name, hash, dir, disk: disks[0]!, disks, meta };
+  return { name: recipe.name, hash, dir, disk: disks[0]!, disks, ...efiVarsOf(dir, meta), meta };
+}
+
+function efiVarsOf(dir: string, meta: Pick<ImageMeta, "firmware">): { efiVars?: string } {
+  return meta.firmware === "uefi" ? { efiVars: join(dir, IMAGE_EFIVARS) } : {};
+}
+
+/** The Machine option that boots a machine of this image through its firmware: OVMF with the image's NVRAM, or SeaBIOS. */
+export function firmwareOf(image: Pick<BuiltImage, "efiVars">): { uefi?: { varsFrom: string } } {
+  return image.efiVars ? { uefi: { varsFrom: image.efiVars } } : {};
 }
 
 /** Build the image unless an identical recipe was built before; a cached build costs a stat of each of its files (src/util/manifest.ts). */
@@ -212,6 +228,9 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
         network: false,
         noReboot: true,
         nice: BUILD_NICE,
+        // A UEFI image is provisioned under OVMF, so that grub-install's
+        // boot entry lands in the NVRAM the image ships (efivars.fd).
+        ...(recipe.firmware === "uefi" ? { uefi: {} } : {}),
         kernel: {
           path: join(bootSrc, `vmlinuz-${kver}`),
           initrd: join(bootSrc, `initrd.img-${kver}`),
@@ -237,6 +256,11 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
         });
       }
     });
+    if (recipe.firmware === "uefi") {
+      await copyFile(join(work, "provision.efivars.fd"), join(work, IMAGE_EFIVARS));
+      await rm(join(work, "provision.efivars.fd"));
+      await chmod(join(work, IMAGE_EFIVARS), 0o444);
+    }
     await timed("convert to qcow2", async () => {
       for (const d of planned) {
         const disk = join(work, diskFiles[d.di]!);
@@ -269,6 +293,7 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
       builtAt: new Date().toISOString(),
       buildMs: Date.now() - started,
       kernel: kver,
+      firmware: recipe.firmware ?? "bios",
       tree: { hash: shared.hash, builtNow: shared.built },
       provisioned: needsProvisioning(recipe),
       partitions: metaParts(planned[0]!.partitions),
@@ -283,7 +308,7 @@ async function buildImage(recipe: ImageRecipe, progress: Progress): Promise<Buil
     await rm(finalDir, { recursive: true, force: true });
     await rename(work, finalDir);
     const disks = diskFiles.map((f) => join(finalDir, f));
-    return { name: recipe.name, hash, dir: finalDir, disk: disks[0]!, disks, meta };
+    return { name: recipe.name, hash, dir: finalDir, disk: disks[0]!, disks, ...efiVarsOf(finalDir, meta), meta };
   } catch (err) {
     // Keep nothing half-built in the cache but the console log the error points at.
     for (const f of await readdir(work)) {

@@ -27,6 +27,20 @@ export function provisionScript(recipe: ImageRecipe): string {
         .map((p) => `pvcreate -ff -y ${guestDevice(di, p.index)}\nvgcreate ${p.lvm!.vg} ${guestDevice(di, p.index)}`),
     )
     .join("\n");
+  const uefi = recipe.firmware === "uefi";
+  // The ESP is made here, empty: grub-install fills it.
+  const esps = recipeDisks(recipe).flatMap((d, di) =>
+    planPartitions(d).partitions.filter((p) => p.fs?.type === "vfat").map((p) => `mkfs.vfat -n ${p.fs!.label} ${guestDevice(di, p.index)}`),
+  );
+  // GRUB for the firmware: in the MBR and the gap after it, or on the ESP
+  // with a boot entry in NVRAM (efibootmgr, through efivarfs). No copy at the
+  // removable-media path \EFI\BOOT\BOOTX64.EFI: Debian does not make one,
+  // and a machine that loses its NVRAM then has nothing to boot.
+  const grub = uefi
+    ? `mount -t efivarfs efivarfs /sys/firmware/efi/efivars
+grub-install --target=x86_64-efi --efi-directory=/boot/efi --bootloader-id=debian
+efibootmgr -v`
+    : "grub-install --target=i386-pc /dev/sda";
   return `#!/bin/sh
 # vmlab provisioning: runs once as init in a direct kernel boot of the new image.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -42,7 +56,7 @@ fi
 finish() {
   set +e
   sync
-  umount /boot 2>/dev/null
+${uefi ? "  umount /boot/efi 2>/dev/null\n" : ""}  umount /boot 2>/dev/null
   mount -o remount,ro / 2>/dev/null
   echo "$1"
   echo o > /proc/sysrq-trigger
@@ -55,11 +69,12 @@ mount -t sysfs sysfs /sys || true
 mount -t devtmpfs devtmpfs /dev || true
 mount -o remount,rw /
 mount /boot
+${[...esps, ...(uefi ? ["mount /boot/efi"] : [])].join("\n")}
 ${lvm}
 # The initramfs is built here, on the guest's own hardware: MODULES=dep
 # needs to see the real root device, which a build chroot cannot.
 update-initramfs -u -k all
-grub-install --target=i386-pc /dev/sda
+${grub}
 update-grub
 rm -f /usr/local/sbin/vmlab-provision
 trap - EXIT
@@ -87,7 +102,8 @@ export async function customizeTree(tree: string, recipe: ImageRecipe, publicKey
   for (const p of parts) {
     if (!p.fs) continue;
     const root = p.fs.mount === "/";
-    fstab.push(`LABEL=${p.fs.label}\t${p.fs.mount}\t${p.fs.type}\t${root ? "errors=remount-ro" : "defaults"}\t0\t${root ? 1 : 2}`);
+    const options = root ? "errors=remount-ro" : p.fs.type === "vfat" ? "umask=0077" : "defaults";
+    fstab.push(`LABEL=${p.fs.label}\t${p.fs.mount}\t${p.fs.type}\t${options}\t0\t${root ? 1 : 2}`);
   }
   // A swap area that is gone costs 20 s of boot instead of systemd's default 90 s.
   for (const p of parts) if (p.swap) fstab.push(`LABEL=${p.swap.label}\tnone\tswap\tsw,x-systemd.device-timeout=20s\t0\t0`);
@@ -140,7 +156,7 @@ export async function assembleDisks(work: string, tree: string, planned: Planned
 {
   for (const d of planned) {
     await run("truncate", ["-s", String(d.diskBytes), raws[d.di]!]);
-    if (d.spec.label === "msdos") await run("sfdisk", ["--quiet", raws[d.di]!], { input: sfdiskScript(d.partitions) });
+    if (d.spec.label !== "none") await run("sfdisk", ["--quiet", raws[d.di]!], { input: sfdiskScript(d.partitions, d.spec.label) });
   }
   const place = async (p: TaggedPartition, img: string) => {
     await run("dd", [`if=${img}`, `of=${raws[p.di]!}`, "bs=1M", `seek=${(p.startSector * SECTOR) / (1 << 20)}`, "conv=notrunc,sparse", "status=none"]);
@@ -148,6 +164,11 @@ export async function assembleDisks(work: string, tree: string, planned: Planned
   };
   const fsParts = allParts.filter((p) => p.fs).sort((a, b) => b.fs!.mount.length - a.fs!.mount.length);
   for (const p of fsParts) {
+    // An ESP is made in the provisioning boot; here its mount point only has to exist.
+    if (p.fs!.type === "vfat") {
+      await mkdir(join(tree, p.fs!.mount), { recursive: true });
+      continue;
+    }
     const src = join(work, `fs-${p.key}`);
     if (p.fs!.mount === "/") {
       await rename(tree, src);

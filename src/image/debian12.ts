@@ -11,6 +11,11 @@ export const DEBIAN12_PACKAGES = [
   "kmod",
   "initramfs-tools",
   "grub-pc",
+  // GRUB's EFI modules and the NVRAM tool, for the UEFI image and for
+  // rehearsals that install GRUB on an ESP; gdisk for GPT repairs (sgdisk -e).
+  "grub-efi-amd64-bin",
+  "efibootmgr",
+  "gdisk",
   "openssh-server",
   "lvm2",
   "dmsetup",

@@ -8,11 +8,18 @@ export interface PartitionSpec {
   name: string;
   /** Size like "200M"; omit for "the rest of the disk". */
   size?: string;
-  /** msdos partition type: 83 Linux, 8e LVM, 82 swap, fd RAID. */
-  type: "83" | "8e" | "82" | "fd";
+  /**
+   * Partition type, in msdos codes: 83 Linux, 8e LVM, 82 swap, fd RAID, ef
+   * EFI system. On a GPT disk each becomes its GPT type (Linux filesystem,
+   * Linux LVM, Linux swap, Linux RAID, EFI System).
+   */
+  type: "83" | "8e" | "82" | "fd" | "ef";
   bootable?: boolean;
-  /** A filesystem made on the host with `mkfs -d`, filled from the tree. */
-  fs?: { type: "ext2" | "ext3" | "ext4"; label: string; mount: string };
+  /**
+   * A filesystem: ext made on the host with `mkfs -d`, filled from the tree;
+   * vfat (an ESP) made empty in the provisioning boot, where grub-install fills it.
+   */
+  fs?: { type: "ext2" | "ext3" | "ext4" | "vfat"; label: string; mount: string };
   /** An LVM physical volume, created inside the guest at provisioning time. */
   lvm?: { vg: string };
   /** A swap area made on the host with `mkswap -L`; fstab activates it by LABEL. */
@@ -21,13 +28,14 @@ export interface PartitionSpec {
 
 /**
  * One disk of an image. "msdos": a partition table with up to four primary
- * partitions. "none": no partition table; the single entry of `partitions`
+ * partitions. "gpt": a GUID partition table (up to 128 partitions, its backup
+ * in the disk's last 33 sectors). "none": no partition table; the single entry of `partitions`
  * is a filesystem on the whole disk (like a LUN formatted directly), and the
  * first sector stays empty, so the firmware never takes the disk for a boot disk.
  */
 export interface DiskSpec {
   size: string;
-  label: "msdos" | "none";
+  label: "msdos" | "gpt" | "none";
   partitions: PartitionSpec[];
 }
 
@@ -38,6 +46,12 @@ export interface ImageRecipe {
   /** Debian packages on top of mmdebstrap's minbase variant. */
   packages: string[];
   hostname: string;
+  /**
+   * The firmware the image boots through: "bios" (SeaBIOS, GRUB in the MBR;
+   * the default) or "uefi" (OVMF, GRUB on the ESP mounted at /boot/efi with a
+   * boot entry in the image's own NVRAM, which ships with it as efivars.fd).
+   */
+  firmware?: "bios" | "uefi";
   /** The first disk (sda): the one the firmware boots and GRUB is installed on. */
   disk: DiskSpec;
   /** The image's further disks (sdb, sdc, ...), in order. Blank extra disks of a scenario come after them. */

@@ -277,7 +277,7 @@ function metaSection(r: ScenarioReport): string {
   const rows: [string, string][] = [
     ["scenario", `${esc(r.scenario)}<div class="muted">${esc(r.description)}</div>`],
     ["kind", esc(r.kind)],
-    ["image", r.image ? `${esc(r.image.name)} <span class="muted mono">${esc(r.image.hash)}</span>` : "-"],
+    ["image", r.image ? `${esc(r.image.name)} <span class="muted mono">${esc(r.image.hash)}</span>${r.image.firmware ? ` · ${r.image.firmware === "uefi" ? "UEFI (OVMF)" : "BIOS (SeaBIOS)"}` : ""}` : "-"],
     ["accelerator", r.accel ? `${esc(r.accel.accel)} <div class="muted">${esc(r.accel.reason)}</div>` : "-"],
     ["started", esc(r.startedAt)],
     ["duration", esc(formatDuration(r.durationMs))],

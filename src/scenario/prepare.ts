@@ -4,11 +4,11 @@
  * state or booted through the firmware.
  */
 import type { AccelChoice } from "../host/kvm.ts";
-import { ensureImage, type BuiltImage } from "../image/build.ts";
+import { ensureImage, firmwareOf, type BuiltImage } from "../image/build.ts";
 import { loadRecipe } from "../image/recipes.ts";
 import { labKey } from "../image/keys.ts";
 import { expectBoot, Machine, type MachineEvent } from "../vm/machine.ts";
-import { ensureWarmState, machineDisks, profileFor } from "../vm/warm.ts";
+import { ensureWarmState, machineDisks, profileFor, stateFirmware } from "../vm/warm.ts";
 import type { Scenario } from "./types.ts";
 
 type StepFn = <T>(name: string, fn: () => Promise<T>) => Promise<T>;
@@ -44,6 +44,7 @@ export async function prepareMachine(
     sshKey: privateKey,
     onEvent: o.onMachineEvent,
     keepable: o.keepable,
+    ...(warm ? stateFirmware(warm) : firmwareOf(image)),
   });
   return { image, vm, privateKey, backing: warm?.disk ?? image.disk };
 }

@@ -150,7 +150,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     if (src) {
       // The prefix was done in another run: resume its checkpoint and replay its calls.
       image = src.image;
-      report.image = { name: image.name, hash: image.hash };
+      report.image = { name: image.name, hash: image.hash, firmware: image.efiVars ? "uefi" : "bios" };
       const forked = await step(`fork: ${src.from.scenario}'s checkpoint before step ${src.beforeStep.index}, ${src.beforeStep.name}`, () =>
         fork(src.checkpoint, { name: "vm", runDir, accel, sshKey: privateKey, onEvent: onMachine("vm"), keepable }),
       );
@@ -170,7 +170,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
       const prepared = await prepareMachine(s, { runDir, accel, step, log, onMachineEvent: onMachine("vm"), keepable });
       image = prepared.image;
       backing = prepared.backing;
-      report.image = { name: image.name, hash: image.hash };
+      report.image = { name: image.name, hash: image.hash, firmware: image.efiVars ? "uefi" : "bios" };
       vm = prepared.vm;
       machines.push(vm);
       report.consoleLogs.push(vm.serialLog);

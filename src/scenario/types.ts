@@ -110,7 +110,8 @@ export interface ScenarioReport {
   final?: FinalObservation;
   startedAt: string;
   durationMs: number;
-  image?: { name: string; hash: string };
+  /** The image the run started from, and the firmware its machine boots through. */
+  image?: { name: string; hash: string; firmware?: "bios" | "uefi" };
   accel?: { accel: string; reason: string };
   steps: StepRecord[];
   boots: (BootRecord & { machine: string })[];

@@ -38,7 +38,7 @@ import { fork, readCheckpoint, takeCheckpoint, type Checkpoint } from "../vm/che
 import { findKept, keepMachine, liveness, stopKept, type KeptVm } from "../vm/kept.ts";
 import { Machine, type BootRecord } from "../vm/machine.ts";
 import { sshRun } from "../vm/ssh.ts";
-import { ensureWarmState, machineDisks, profileFor } from "../vm/warm.ts";
+import { ensureWarmState, machineDisks, profileFor, stateFirmware } from "../vm/warm.ts";
 import { loadExercise } from "./exercise.ts";
 import type { BootSummary, CheckAttempt, Exercise, SessionTerminals, TrainingSession } from "./types.ts";
 
@@ -106,7 +106,7 @@ export async function ensureBroken(ex: Exercise, accel: AccelChoice, log: (m: st
     const t0 = Date.now();
     log(`making the broken state of ${ex.name} (once; every start and reset forks it)`);
     const disks = await machineDisks(dir, image, profile, warm);
-    const vm = new Machine({ name: "vm", runDir: dir, disks, accel, sshKey: privateKey, incomingState: warm.state, memoryMiB: profile.memoryMiB, smp: profile.smp });
+    const vm = new Machine({ name: "vm", runDir: dir, disks, accel, sshKey: privateKey, incomingState: warm.state, memoryMiB: profile.memoryMiB, smp: profile.smp, ...stateFirmware(warm) });
     try {
       const up = await vm.resume();
       if (up.outcome !== "ssh") throw new VmlabError(`the machine of ${ex.name} did not come up from the warm state`, { output: up.evidence.join("\n") });

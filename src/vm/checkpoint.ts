@@ -17,7 +17,7 @@
  * written to a temporary name and renamed, and the description comes last.
  */
 import { existsSync } from "node:fs";
-import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createOverlay } from "../disk/qemu-img.ts";
 import { VmlabError } from "../errors.ts";
@@ -35,6 +35,8 @@ export interface Checkpoint {
   memoryMiB: number;
   smp: number;
   network: boolean;
+  /** A UEFI machine's NVRAM as it was: each fork starts from a copy of it. */
+  efiVars?: string;
   /** The machine it was taken of, and when. */
   machine: string;
   takenAt: string;
@@ -74,6 +76,8 @@ export async function takeCheckpoint(vm: Machine, dir: string, label?: string): 
     const partial = join(dir, "state.bin.partial");
     await vm.writeState(partial);
     await rename(partial, join(dir, "state.bin"));
+    // The NVRAM goes with the state, copied while the guest is still paused.
+    if (vm.efiVars) await copyFile(vm.efiVars, join(dir, "efivars.fd"));
   } finally {
     // The machine goes on whatever happened to the checkpoint.
     if (vm.running) await vm.qmpExecute("cont");
@@ -88,6 +92,7 @@ export async function takeCheckpoint(vm: Machine, dir: string, label?: string): 
     memoryMiB: vm.opts.memoryMiB ?? 1024,
     smp: vm.opts.smp ?? GUEST_SMP,
     network: vm.opts.network !== false,
+    ...(vm.efiVars ? { efiVars: join(dir, "efivars.fd") } : {}),
     machine: vm.opts.name,
     takenAt: new Date().toISOString(),
     label,
@@ -120,7 +125,7 @@ async function nextGeneration(vm: Machine): Promise<number> {
   return g + 1;
 }
 
-export interface ForkOptions extends Omit<MachineOptions, "disks" | "incomingState" | "memoryMiB" | "smp" | "network"> {}
+export interface ForkOptions extends Omit<MachineOptions, "disks" | "incomingState" | "memoryMiB" | "smp" | "network" | "uefi"> {}
 
 /**
  * A new machine resumed from a checkpoint, on private overlays in
@@ -137,7 +142,7 @@ export async function fork(cp: Checkpoint, o: ForkOptions, resume: { ended?: Boo
     await createOverlay(path, d.path, { backingFormat: "qcow2" });
     disks.push({ path, format: "qcow2", id: d.id, scsiId: d.scsiId });
   }
-  const vm = new Machine({ ...o, disks, incomingState: cp.state, memoryMiB: cp.memoryMiB, smp: cp.smp, network: cp.network });
+  const vm = new Machine({ ...o, disks, incomingState: cp.state, memoryMiB: cp.memoryMiB, smp: cp.smp, network: cp.network, ...(cp.efiVars ? { uefi: { varsFrom: cp.efiVars } } : {}) });
   const boot = await vm.resume({ reason: "fork", ...resume });
   return { vm, boot };
 }

@@ -47,6 +47,8 @@ export interface KeptVm {
   disks?: DiskAttachment[];
   memoryMiB?: number;
   accel?: { accel: "kvm" | "tcg"; cpu: string };
+  /** A UEFI machine's own NVRAM file, which a start from its disks boots with. */
+  efiVars?: string;
   /** Powered off while a rescue system works on its disks: the rescue machine's id. Not dead, not cleaned. */
   parked?: { rescue: string; since: string };
   /** A rescue system booted with this machine's disks (`vmlab rescue`). */
@@ -280,6 +282,7 @@ export async function keepMachine(
     overlays: m.disks.map((d) => d.path).filter((p) => inside(run.runDir, p)),
     disks: m.disks.map((d) => ({ ...d })),
     ...(m.opts.memoryMiB ? { memoryMiB: m.opts.memoryMiB } : {}),
+    ...(m.efiVars ? { efiVars: m.efiVars } : {}),
     accel: m.opts.accel,
   };
   try {

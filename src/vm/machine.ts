@@ -578,6 +578,20 @@ export class Machine {
     else this.bay.insertCold(disk);
   }
 
+  /**
+   * Lose a UEFI machine's NVRAM while it is off, as a board reset, a new
+   * motherboard or a VM moved without its variable store does: the next
+   * start finds OVMF's empty store, with no boot entries. The firmware is
+   * left with what it finds on the disks (the removable-media path).
+   */
+  async clearNvram(): Promise<void> {
+    if (!this.efiVars) throw new VmlabError(`machine ${this.opts.name} boots through BIOS: it has no NVRAM to clear`, { hint: "give the machine `uefi` options, or use a UEFI image" });
+    if (this.running) throw new VmlabError(`cannot clear the NVRAM of machine ${this.opts.name} while it runs`, { hint: "shut it down or cut its power first" });
+    await copyFile(requireTool("OVMF_VARS_4M.fd"), this.efiVars);
+    await chmod(this.efiVars, 0o644);
+    this.emit({ type: "log", message: "NVRAM cleared: the next start finds no boot entries" });
+  }
+
   /** Leave a disk out of the next start, as if it were unplugged while the machine was off. */
   leaveOut(id: string): void {
     if (this.running) throw new VmlabError(`cannot leave disk ${id} out of machine ${this.opts.name} while it runs`, { hint: "pull it with pullDisk, or switch the machine off first" });

@@ -19,7 +19,7 @@ import { execa } from "execa";
 import { VmlabError } from "../errors.ts";
 import { createImage, createOverlay } from "../disk/qemu-img.ts";
 import type { AccelChoice } from "../host/kvm.ts";
-import type { BuiltImage } from "../image/build.ts";
+import { firmwareOf, type BuiltImage } from "../image/build.ts";
 import { cacheDir } from "../paths.ts";
 import { takeDirLock } from "../util/lock.ts";
 import { checkCacheEntry, manifestId, writeManifest } from "../util/manifest.ts";
@@ -74,6 +74,8 @@ export interface WarmState {
   dir: string;
   disk: string;
   state: string;
+  /** A UEFI image's state keeps the saving machine's NVRAM with it (efivars.fd). */
+  efiVars?: string;
   key: string;
   meta: { image: string; imageHash: string; profile: HardwareProfile; qemu: string; accel: string; savedAt: string; saveMs: number };
 }
@@ -104,6 +106,16 @@ export function statesDir(): string {
 }
 
 
+function stateAt(dir: string, key: string, meta: WarmState["meta"]): WarmState {
+  const efiVars = join(dir, "efivars.fd");
+  return { dir, disk: join(dir, "sda.qcow2"), state: join(dir, "state.bin"), ...(existsSync(efiVars) ? { efiVars } : {}), key, meta };
+}
+
+/** The Machine option for a machine resumed from this state: its NVRAM with it. */
+export function stateFirmware(warm: Pick<WarmState, "efiVars">): { uefi?: { varsFrom: string } } {
+  return warm.efiVars ? { uefi: { varsFrom: warm.efiVars } } : {};
+}
+
 /**
  * The saved state for this image and profile, made on first use. Parallel
  * callers wait for the one that makes it (src/util/lock.ts), then share it.
@@ -123,7 +135,7 @@ export async function ensureWarmState(
   // A damaged or unverifiable state is named, removed and saved again; never resumed.
   const saved = async (): Promise<WarmState | undefined> =>
     (await checkCacheEntry(dir, { what: `saved warm state of ${image.name} (${key})`, redo: "saving it again", say: log }))
-      ? { dir, disk: join(dir, "sda.qcow2"), state: join(dir, "state.bin"), key, meta: JSON.parse(await readFile(metaPath, "utf8")) }
+      ? stateAt(dir, key, JSON.parse(await readFile(metaPath, "utf8")))
       : undefined;
   const found = await saved();
   if (found) return found;
@@ -146,7 +158,7 @@ export async function ensureWarmState(
     log(`saving a warm state of ${image.name} (one cold boot, reused by later runs)`);
     const t = Date.now();
     const disks = await machineDisks(work, image, profile);
-    const m = new Machine({ name: "warm", runDir: work, disks, accel, sshKey, memoryMiB: profile.memoryMiB, smp: profile.smp });
+    const m = new Machine({ name: "warm", runDir: work, disks, accel, sshKey, memoryMiB: profile.memoryMiB, smp: profile.smp, ...firmwareOf(image) });
     try {
       const boot = await m.boot();
       await expectBoot(m, boot, "ssh");
@@ -158,8 +170,9 @@ export async function ensureWarmState(
     }
     await rm(join(work, "warm.qmp.sock"), { force: true });
     await rm(join(work, "warm.serial.sock"), { force: true });
+    if (m.efiVars) await rename(m.efiVars, join(work, "efivars.fd"));
     for (const d of disks) await chmod(d.path, 0o444);
-    await chmod(join(work, "state.bin"), 0o444);
+    for (const f of ["state.bin", ...(m.efiVars ? ["efivars.fd"] : [])]) await chmod(join(work, f), 0o444);
     const meta: WarmState["meta"] = {
       image: image.name,
       imageHash: image.hash,
@@ -175,7 +188,7 @@ export async function ensureWarmState(
     await rm(dir, { recursive: true, force: true });
     await rename(work, dir);
     log(`warm state saved in ${((Date.now() - t) / 1000).toFixed(1)} s`);
-    return { dir, disk: join(dir, "sda.qcow2"), state: join(dir, "state.bin"), key, meta };
+    return stateAt(dir, key, meta);
   } catch (err) {
     await rm(work, { recursive: true, force: true });
     throw err instanceof VmlabError ? err : new VmlabError(`could not save a warm state of ${image.name}`, { cause: err, output: String(err) });

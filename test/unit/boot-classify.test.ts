@@ -31,6 +31,13 @@
  *    OVMF_CODE_4M.fd with a fresh copy of OVMF_VARS_4M.fd) on a blank 1 GiB qcow2
  *    disk on virtio-scsi, the network card an e1000 as the lab gives UEFI
  *    machines: the disk's boot option fails, and OVMF falls back to its shell.
+ *  - debian12-uefi (GPT, ESP, GRUB at \EFI\debian\grubx64.efi), recorded by
+ *    `vmlab run uefi-nvram-lost uefi-nvram-lost-no-fallback`: a reboot through
+ *    its NVRAM entry (`login-prompt-debian12-uefi-boot-entry`: BdsDxe starts
+ *    Boot0003 "debian", GRUB, the kernel, login); a power-on with an empty NVRAM
+ *    and GRUB at \EFI\BOOT\BOOTX64.EFI (`...-removable-path`: BdsDxe starts the
+ *    disk's own option); the same without that file (`uefi-shell-debian12-nvram-lost`:
+ *    the disk's option fails, Not Found, and OVMF starts its shell).
  *
  * To add a recorded log: save it in test/fixtures/console/ and add one row to FIXTURES.
  *
@@ -79,6 +86,9 @@ const FIXTURES: [file: string, outcome: BootOutcome, detail: string | undefined,
   ["login-prompt-debian12.log", "login-prompt", undefined, ["firmware", "grub", "kernel", "initramfs", "userspace"]],
   ["login-prompt-nofail-resume-panic-param.log", "login-prompt", undefined, ["firmware", "grub", "kernel", "initramfs", "userspace"]],
   ["uefi-shell-blank-disk-ovmf.log", "uefi-shell", "fallback", ["firmware"]],
+  ["uefi-shell-debian12-nvram-lost.log", "uefi-shell", "fallback", ["firmware"]],
+  ["login-prompt-debian12-uefi-boot-entry.log", "login-prompt", undefined, ["firmware", "grub", "kernel", "initramfs", "userspace"]],
+  ["login-prompt-debian12-uefi-removable-path.log", "login-prompt", undefined, ["firmware", "grub", "kernel", "initramfs", "userspace"]],
 ];
 
 /** Evidence each fixture must show (substrings of evidence lines, in order). */
@@ -114,6 +124,13 @@ const EVIDENCE: Record<string, string[]> = {
     "Give root password for maintenance",
   ],
   "login-prompt-debian12.log": ["Debian GNU/Linux 12 vmlab ttyS0", "vmlab login:"],
+  "uefi-shell-debian12-nvram-lost.log": [
+    'BdsDxe: failed to load Boot0001 "UEFI QEMU QEMU HARDDISK " from PciRoot(0x0)/Pci(0x2,0x0)/Scsi(0x0,0x0): Not Found',
+    'BdsDxe: starting Boot0002 "EFI Internal Shell"',
+    "Shell>",
+  ],
+  "login-prompt-debian12-uefi-boot-entry.log": ["Debian GNU/Linux 12 vmlab ttyS0", "vmlab login:"],
+  "login-prompt-debian12-uefi-removable-path.log": ["Debian GNU/Linux 12 vmlab ttyS0", "vmlab login:"],
   "uefi-shell-blank-disk-ovmf.log": [
     'BdsDxe: failed to load Boot0001 "UEFI QEMU QEMU HARDDISK " from PciRoot(0x0)/Pci(0x2,0x0)/Scsi(0x0,0x0): Not Found',
     'BdsDxe: starting Boot0002 "EFI Internal Shell"',
