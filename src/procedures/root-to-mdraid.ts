@@ -32,7 +32,21 @@ export interface RootToMdraidOptions {
   mirrors: MirrorSpec[];
   /** Steps a twin leaves out, the way a hurried admin would. */
   skip?: ("grub-on-target" | "rebuild-initramfs" | "mdadm-conf")[];
+  /**
+   * A UEFI machine: the ESP's partition number on both disks. The target's
+   * ESP is made and filled like the source's (GRUB at \EFI\debian and at
+   * the removable-media path on each), each disk gets its own boot entry,
+   * and /boot/efi is mounted `nofail`, so a boot with the first disk dead
+   * does not stop in emergency mode for want of its ESP.
+   */
+  esp?: { part: number };
 }
+
+/** The UEFI image's (debian12-uefi): the ESP is sda1, so /boot is sda2 and / sda3; sda4 (the LVM PV) stays. */
+export const UEFI_MIRRORS: MirrorSpec[] = [
+  { part: 2, md: "/dev/md0", mount: "/boot", fstype: "ext2", label: "boot" },
+  { part: 3, md: "/dev/md1", mount: "/", fstype: "ext3", label: "root" },
+];
 
 /** The layout this image is migrated to: /boot on md0, / on md1; sda3 (the LVM PV) stays as it is. */
 export const DEFAULT_MIRRORS: MirrorSpec[] = [
@@ -48,19 +62,23 @@ export const partition = (disk: string, n: number) => `${disk}${/\d$/.test(disk)
 
 /**
  * The target's partition table: the source's, with the mirrored partitions
- * typed fd (Linux RAID) and without the source's disk identifier, so the two
- * disks do not claim to be the same one. Pure: input is `sfdisk -d` output.
+ * typed Linux RAID (fd on msdos, R on GPT) and without the source's disk
+ * identifier and, on GPT, without its partitions' GUIDs, so the two disks do
+ * not claim to be the same one: a copied PARTUUID makes a boot entry or an
+ * fstab line find either disk. Pure: input is `sfdisk -d` output.
  */
 export function mirrorTable(sfdiskDump: string, source: string, target: string, mirrored: number[]): string {
   const esc = source.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   const part = new RegExp(`^${esc}p?(\\d+)\\s*:\\s*(.*)$`);
   const out: string[] = [];
+  const gpt = /^label:\s*gpt\s*$/m.test(sfdiskDump);
   for (const line of sfdiskDump.split("\n")) {
     if (/^label-id:/.test(line)) continue;
     const m = part.exec(line);
     if (m) {
       const n = Number(m[1]);
-      const fields = mirrored.includes(n) ? m[2]!.replace(/type=\s*\w+/, "type=fd") : m[2]!;
+      let fields = mirrored.includes(n) ? m[2]!.replace(/type=\s*[\w-]+/, `type=${gpt ? "R" : "fd"}`) : m[2]!;
+      if (gpt) fields = fields.replace(/,\s*uuid=\s*[\w-]+/, "");
       out.push(`${partition(target, n)} : ${fields}`);
     } else if (line.startsWith("device:")) out.push(`device: ${target}`);
     else out.push(line);
@@ -173,6 +191,8 @@ export async function rootToMdraid(ctx: ScenarioContext, o: RootToMdraidOptions)
     log(`final pass on /: ${out.trim().replace(/\n/g, "; ")}`);
     for (const m of others) await vm.succeed(`rsync -aHAXx --delete ${m.mount}/ ${NEW_ROOT}${m.mount}/`, { timeoutMs: 10 * 60_000 });
     // The old mounts under / are done with; unmounted now, they do not stack over the arrays after the pivot.
+    // The ESP first: it is mounted inside /boot, and comes back on the new /boot once fstab is fixed.
+    if (o.esp) await vm.succeed("umount /boot/efi");
     for (const m of others) await vm.succeed(`umount ${m.mount}`);
   });
 
@@ -191,6 +211,11 @@ export async function rootToMdraid(ctx: ScenarioContext, o: RootToMdraidOptions)
       // Replace the source field of the line that mounts this place; keep type and options.
       await vm.succeed(`awk -v mp='${m.mount}' -v src='UUID=${uuid}' '$0 !~ /^[[:space:]]*#/ && $2 == mp { $1 = src } { print }' /etc/fstab > /etc/fstab.new && mv /etc/fstab.new /etc/fstab`);
     }
+    if (o.esp) {
+      // The ESP of the first disk only: without nofail, a boot with that disk dead waits for it and stops in emergency mode.
+      await vm.succeed(`awk '$0 !~ /^[[:space:]]*#/ && $2 == "/boot/efi" && $4 !~ /nofail/ { $4 = $4 ",nofail" } { print }' /etc/fstab > /etc/fstab.new && mv /etc/fstab.new /etc/fstab`);
+    }
+    if (o.esp) await vm.succeed("mount /boot/efi");
     log(`fstab:\n${(await vm.succeed("grep -v '^#' /etc/fstab")).trim()}`);
     const mtab = (await vm.succeed("readlink /etc/mtab || echo regular file")).trim();
     if (mtab === "regular file") await vm.succeed("ln -sf ../proc/self/mounts /etc/mtab");
@@ -216,7 +241,8 @@ export async function rootToMdraid(ctx: ScenarioContext, o: RootToMdraidOptions)
   } else log("skipped: rebuild the initramfs");
 
   const grubDisks = skip.has("grub-on-target") ? [o.source] : [o.source, o.target];
-  await step(`install GRUB on ${grubDisks.join(" and ")}, update-grub`, async () => {
+  if (o.esp) await step(`install GRUB on the ESP of ${grubDisks.join(" and ")}, a boot entry for each, update-grub`, () => grubOnEsps(vm, o, grubDisks, log));
+  else await step(`install GRUB on ${grubDisks.join(" and ")}, update-grub`, async () => {
     for (const d of grubDisks) await vm.succeed(`grub-install ${d}`, { timeoutMs: 10 * 60_000 });
     await vm.succeed("update-grub", { timeoutMs: 10 * 60_000 });
     // The runbook's check: the boot sector of each disk says GRUB.
@@ -225,7 +251,11 @@ export async function rootToMdraid(ctx: ScenarioContext, o: RootToMdraidOptions)
   if (skip.has("grub-on-target")) log(`skipped: grub-install ${o.target}`);
 
   await step(`copy the partition table to ${o.source}, hot-add its partitions, wait for the resync`, async () => {
-    await vm.succeed(`sfdisk -d ${o.target} | sfdisk -q --no-reread ${o.source}; partx -u ${o.source}; udevadm settle`);
+    if (o.esp) {
+      // GPT: the source keeps its table and its partitions' GUIDs (its ESP's boot entry names sda1's); only the types change.
+      for (const m of o.mirrors) await vm.succeed(`sfdisk -q --no-reread --part-type ${o.source} ${m.part} R`);
+      await vm.succeed(`partx -u ${o.source}; udevadm settle`);
+    } else await vm.succeed(`sfdisk -d ${o.target} | sfdisk -q --no-reread ${o.source}; partx -u ${o.source}; udevadm settle`);
     for (const m of o.mirrors) {
       const p = partition(o.source, m.part);
       // The old filesystem signatures go, so nothing can mount a stale half by LABEL or UUID.
@@ -237,4 +267,31 @@ export async function rootToMdraid(ctx: ScenarioContext, o: RootToMdraidOptions)
     const state = await expectArrays(vm, o.mirrors.map((m) => m.md), 2);
     log(`resync done in ${((Date.now() - t) / 1000).toFixed(0)} s: ${state.map((a) => `${a.md} [${a.map}]`).join(", ")}`);
   });
+}
+
+/**
+ * GRUB for UEFI on each disk's ESP: the source's ESP (mounted at /boot/efi)
+ * gets GRUB again, now that /boot is an array, and a copy at the
+ * removable-media path; the target's ESP is made (vfat), filled the same
+ * way, and given a boot entry of its own. Then update-grub.
+ */
+async function grubOnEsps(vm: Machine, o: RootToMdraidOptions, disks: string[], log: (m: string) => void): Promise<void> {
+  const { addEntry, bootEntries, diskEntries, installRemovable } = await import("./uefi.ts");
+  const esp = o.esp!.part;
+  for (const [i, d] of disks.entries()) {
+    const mount = i === 0 ? "/boot/efi" : `/boot/efi${i + 1}`;
+    if (d === o.source) {
+      await vm.succeed("grub-install --target=x86_64-efi --efi-directory=/boot/efi --bootloader-id=debian", { timeoutMs: 10 * 60_000 });
+    } else {
+      await vm.succeed(`mkfs.vfat -n ESP${i + 1} ${partition(d, esp)} && mkdir -p ${mount} && mount ${partition(d, esp)} ${mount}`);
+      // --no-nvram: this disk's entry is made below under its own name; grub-install would take over "debian".
+      await vm.succeed(`grub-install --target=x86_64-efi --efi-directory=${mount} --bootloader-id=debian --no-nvram`, { timeoutMs: 10 * 60_000 });
+      await addEntry(vm, { disk: d, part: esp, label: `debian (${d.replace("/dev/", "")})` });
+    }
+    await installRemovable(vm, mount);
+    if (mount !== "/boot/efi") await vm.succeed(`umount ${mount} && rmdir ${mount}`);
+  }
+  await vm.succeed("update-grub", { timeoutMs: 10 * 60_000 });
+  const entries = diskEntries(await bootEntries(vm));
+  log(`boot entries: ${entries.map((e) => `Boot${e.num} ${e.label}: ${e.path}`).join("; ")}`);
 }

@@ -26,6 +26,8 @@ export class DiskBay {
   constructor(
     private readonly machine: string,
     disks: DiskAttachment[],
+    /** UEFI: each disk plugged in gets a bootindex, as on the command line (src/vm/qemu-args.ts), or OVMF never sees it. */
+    private readonly bootIndex = false,
   ) {
     this.plugged = disks.map((d, i) => ({ ...d, scsiId: d.scsiId ?? i }));
   }
@@ -119,6 +121,7 @@ export class DiskBay {
       "scsi-id": target,
       lun: 0,
       serial: disk.id,
+      ...(this.bootIndex ? { bootindex: target } : {}),
     });
     this.plugged = [...this.plugged, { ...disk, scsiId: target }];
   }

@@ -113,7 +113,7 @@ export class Machine {
   constructor(opts: MachineOptions) {
     const { disks, ...rest } = opts;
     this.opts = rest;
-    this.bay = new DiskBay(opts.name, disks);
+    this.bay = new DiskBay(opts.name, disks, Boolean(opts.uefi));
     // Socket paths are limited to 107 bytes: a deep run directory is reached through a short link.
     const sockets = socketDir(opts.runDir, `${opts.name}.serial.sock`);
     this.console = new SerialConsole(join(opts.runDir, `${opts.name}.console.log`), join(sockets, `${opts.name}.serial.sock`));

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { mirrorTable, parseMdstat } from "../../src/procedures/root-to-mdraid.ts";
 
@@ -28,6 +29,18 @@ describe("mirrorTable: the second disk's partition table", () => {
     const t = mirrorTable(SDA, "/dev/sda", "/dev/sdb", [2]);
     expect(t).toContain("/dev/sdb1 : start=        2048, size=      409600, type=83, bootable");
     expect(t).toContain("/dev/sdb2 : start=      411648, size=     4194304, type=fd");
+  });
+
+  it("GPT (debian12-uefi's table, sfdisk -d by util-linux 2.38): mirrored partitions typed R, no disk GUID and no partition GUIDs copied", () => {
+    // The table sfdisk wrote from the debian12-uefi recipe, dumped by the same sfdisk as the guest's.
+    const dump = readFileSync(new URL("../fixtures/sfdisk-dump-debian12-uefi.txt", import.meta.url), "utf8");
+    const t = mirrorTable(dump, "/dev/sda", "/dev/sdb", [2, 3]);
+    expect(t).not.toMatch(/label-id|uuid=/);
+    expect(t).toContain("label: gpt");
+    expect(t).toContain('/dev/sdb1 : start=        2048, size=      131072, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="esp"');
+    expect(t).toContain('/dev/sdb2 : start=      133120, size=      409600, type=R, name="boot"');
+    expect(t).toContain('/dev/sdb3 : start=      542720, size=     4194304, type=R, name="root"');
+    expect(t).toContain('/dev/sdb4 : start=     4737024, size=    12040159, type=E6D6D379-F507-44C2-A23C-238F2A3DF928, name="sys"');
   });
 
   it("nvme-style names with a p before the number", () => {

@@ -60,6 +60,14 @@ describe("buildQemuArgs", () => {
     // OVMF drives virtio-net itself and would try PXE and HTTP boot on it first; it has no e1000 driver.
     expect(after(uefi, "-device")).toContain("e1000,netdev=net0,romfile=");
     expect(after(uefi, "-device").some((d) => d.startsWith("virtio-net"))).toBe(false);
+    // Every disk of a UEFI machine is in QEMU's boot order, by SCSI target, or OVMF never connects it; a BIOS machine's disks are not.
+    const two = [
+      { path: "/r/a.qcow2", format: "qcow2" as const, id: "sda" },
+      { path: "/r/b.qcow2", format: "qcow2" as const, id: "sdb", scsiId: 3 },
+    ];
+    const hd = (a: string[]) => after(a, "-device").filter((d) => d.startsWith("scsi-hd"));
+    expect(hd(buildQemuArgs({ ...base, disks: two, uefi: { code: "c", vars: "v" } })).map((d) => /bootindex=(\d+)/.exec(d)?.[1])).toEqual(["0", "3"]);
+    expect(hd(buildQemuArgs({ ...base, disks: two })).some((d) => d.includes("bootindex"))).toBe(false);
   });
 
   it("uses the chosen accelerator and CPU", () => {

@@ -1,0 +1,122 @@
+/**
+ * UEFI machines on real guests: a cold boot of debian12-uefi through OVMF,
+ * GRUB on the ESP and the initramfs to SSH; NVRAM that belongs to each
+ * machine; and the uefi-nvram-lost rehearsal with its twin through the real
+ * `vmlab` command line, judged from report.json. The RAID1 and GPT-restore
+ * scenarios on UEFI are judged on their recorded real runs
+ * (test/unit/verdict.test.ts).
+ */
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dir, type DirectoryResult } from "tmp-promise";
+import { chooseAccel } from "../../src/host/kvm.ts";
+import { ensureImage, firmwareOf, type BuiltImage } from "../../src/image/build.ts";
+import { labKey } from "../../src/image/keys.ts";
+import { rootInfo } from "../../src/procedures/pivot.ts";
+import { bootEntries, diskEntries, optionsTried } from "../../src/procedures/uefi.ts";
+import { loadRecipe } from "../../src/scenario/registry.ts";
+import type { ScenarioReport } from "../../src/scenario/types.ts";
+import { Machine } from "../../src/vm/machine.ts";
+import { DEFAULT_PROFILE, ensureWarmState, machineDisks, stateFirmware } from "../../src/vm/warm.ts";
+import { qemuPids, runScenarios, sha256File } from "./helpers.ts";
+
+let tmp: DirectoryResult;
+let image: BuiltImage;
+let imageVars = "";
+const machines: Machine[] = [];
+let pair: Awaited<ReturnType<typeof runScenarios>>;
+
+beforeAll(async () => {
+  tmp = await dir({ unsafeCleanup: true });
+  image = await ensureImage(await loadRecipe("debian12-uefi"));
+  imageVars = await sha256File(image.efiVars!);
+}, 30 * 60_000);
+afterAll(async () => {
+  for (const m of machines) await m.kill();
+  await tmp.cleanup();
+});
+
+const boots = (r: ScenarioReport) => r.boots.map((b) => `${b.reason}/${b.via}/${b.outcome}${b.detail ? `(${b.detail})` : ""}`);
+
+describe("debian12-uefi", () => {
+  it("cold-boots through OVMF, GRUB on the ESP and the initramfs to SSH; each machine's NVRAM is its own", async () => {
+    expect(image.meta.firmware).toBe("uefi");
+    expect(image.meta.partitions.map((p) => [p.index, p.type, p.fs])).toEqual([
+      [1, "ef", "vfat"],
+      [2, "83", "ext2"],
+      [3, "83", "ext3"],
+      [4, "8e", "LVM2_member"],
+    ]);
+    const accel = await chooseAccel();
+    const { privateKey } = await labKey();
+    const coldDir = join(tmp.path, "cold");
+    const cold = new Machine({ name: "cold", runDir: coldDir, disks: await machineDisks(coldDir, image, DEFAULT_PROFILE), accel, sshKey: privateKey, ...firmwareOf(image) });
+    machines.push(cold);
+    // The warm state (a second machine of the image, saved) is made while the cold one boots.
+    const [boot, warm] = await Promise.all([cold.boot(), ensureWarmState(image, DEFAULT_PROFILE, accel, privateKey)]);
+    expect(cold.firmware).toBe("uefi");
+    expect([boot.via, boot.outcome]).toEqual(["firmware", "ssh"]);
+    expect(boot.reached).toMatchObject({ firmware: true, grub: true, kernel: true, initramfs: true, userspace: true });
+    // OVMF started the image's own boot entry, not a disk's removable-media path.
+    const tried = optionsTried(await cold.consoleSince(boot.log.from));
+    expect(tried.at(-1)).toMatchObject({ label: "debian", result: "started" });
+    expect(await rootInfo(cold)).toMatchObject({ device: "/dev/sda3", fstype: "ext3" });
+    expect((await cold.succeed("test -d /sys/firmware/efi && findmnt -no SOURCE,FSTYPE /boot/efi")).trim().split(/\s+/)).toEqual(["/dev/sda1", "vfat"]);
+    expect((await cold.succeed("ls /boot/efi/EFI")).trim().split(/\s+/)).toEqual(["debian"]);
+
+    // A second machine of the image, resumed from its warm state, starts with the same entry.
+    const warmDir = join(tmp.path, "warm");
+    const other = new Machine({ name: "other", runDir: warmDir, disks: await machineDisks(warmDir, image, DEFAULT_PROFILE, warm), accel, sshKey: privateKey, incomingState: warm.state, ...stateFirmware(warm) });
+    machines.push(other);
+    expect((await other.resume()).outcome).toBe("ssh");
+    const debian = (m: Machine) => bootEntries(m).then((b) => diskEntries(b).filter((e) => e.label === "debian").map((e) => e.path));
+    const coldDebian = await debian(cold);
+    expect(coldDebian).toHaveLength(1);
+    expect(await debian(other)).toEqual(coldDebian);
+
+    // An entry made on one machine is in its NVRAM file only: not in the other's, not in the image's, not in the warm state's.
+    const warmVars = await sha256File(warm.efiVars!);
+    await cold.succeed("efibootmgr -q -c -d /dev/sda -p 1 -L vmlab-isolation -l '\\EFI\\debian\\grubx64.efi'");
+    expect((await bootEntries(cold)).entries.map((e) => e.label)).toContain("vmlab-isolation");
+    expect((await bootEntries(other)).entries.map((e) => e.label)).not.toContain("vmlab-isolation");
+    expect(cold.efiVars).toBe(join(coldDir, "cold.efivars.fd"));
+    expect(await sha256File(cold.efiVars!)).not.toBe(imageVars);
+    expect(await sha256File(image.efiVars!)).toBe(imageVars);
+    expect(await sha256File(warm.efiVars!)).toBe(warmVars);
+    for (const m of machines.splice(0)) await m.kill();
+  });
+});
+
+describe("uefi-nvram-lost and its twin, from vmlab run", () => {
+  beforeAll(async () => {
+    pair = await runScenarios(join(tmp.path, "reports"), ["uefi-nvram-lost", "uefi-nvram-lost-no-fallback"]);
+  }, 30 * 60_000);
+
+  it("with GRUB at the removable-media path the machine boots without its NVRAM, and the entry made again is the one the next boot takes", () => {
+    expect(pair.exitCode, pair.output).toBe(0);
+    const good = pair.report["uefi-nvram-lost"]!;
+    expect(good.verdict, (good.judgement?.reasons ?? [good.error?.message]).join("\n")).toBe("pass");
+    expect(good.image?.firmware).toBe("uefi");
+    expect(boots(good)).toEqual(["resume/saved-state/ssh", "power-on with an empty NVRAM/firmware/ssh", "reboot/firmware/ssh"]);
+    expect(good.facts.bootWithoutNvram).toMatchObject({ option: 'Boot0001 "UEFI QEMU QEMU HARDDISK"' });
+    const through = good.facts.bootThroughEntry as { option: string; path: string; bootCurrent: string };
+    expect(through.option).toMatch(/^Boot[0-9A-F]{4} "debian"$/);
+    expect(through.path).toMatch(/HD\(1,GPT,.*\)\/File\(\\EFI\\debian\\grubx64\.efi\)/);
+    expect(good.facts.root).toMatchObject({ device: "/dev/sda3", fstype: "ext3" });
+    expect((good.facts.data as { intact: boolean }).intact).toBe(true);
+  });
+
+  it("without it, the empty NVRAM ends in OVMF's shell after the disk's option failed, forked from the rehearsal", () => {
+    const twin = pair.report["uefi-nvram-lost-no-fallback"]!;
+    expect(twin.verdict, (twin.judgement?.reasons ?? [twin.error?.message]).join("\n")).toBe("pass");
+    expect(twin.forkedFrom?.scenario).toBe("uefi-nvram-lost");
+    const lost = twin.boots.at(-1)!;
+    expect([lost.via, lost.outcome, lost.detail]).toEqual(["firmware", "uefi-shell", "fallback"]);
+    expect(lost.evidence.join("\n")).toMatch(/BdsDxe: failed to load Boot0001 "UEFI QEMU QEMU HARDDISK " .*: Not Found/);
+    expect(lost.evidence.join("\n")).toMatch(/Shell>/);
+  });
+
+  it("leaves no QEMU running", async () => {
+    expect(await qemuPids()).toEqual([]);
+  });
+});
