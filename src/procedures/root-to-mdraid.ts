@@ -250,7 +250,8 @@ export async function rootToMdraid(ctx: ScenarioContext, o: RootToMdraidOptions)
   });
   if (skip.has("grub-on-target")) log(`skipped: grub-install ${o.target}`);
 
-  await step(`copy the partition table to ${o.source}, hot-add its partitions, wait for the resync`, async () => {
+  const table = o.esp ? `type ${o.source}'s mirrored partitions Linux RAID` : `copy the partition table to ${o.source}`;
+  await step(`${table}, hot-add its partitions, wait for the resync`, async () => {
     if (o.esp) {
       // GPT: the source keeps its table and its partitions' GUIDs (its ESP's boot entry names sda1's); only the types change.
       for (const m of o.mirrors) await vm.succeed(`sfdisk -q --no-reread --part-type ${o.source} ${m.part} R`);

@@ -44,6 +44,9 @@ const GOOD_PATH: Record<string, string> = {
   "pulled-disk": "smoke",
   "missing-initrd": "smoke",
   "stale-fstab": "smoke",
+  "root-to-mdraid1-uefi-esp-one-disk": "root-to-mdraid1-uefi",
+  "uefi-nvram-lost-no-fallback": "uefi-nvram-lost",
+  "gpt-boot-restore-no-sgdisk-e": "gpt-boot-restore",
 };
 
 describe("every scenario's recorded run, judged again with today's declaration", () => {
@@ -311,5 +314,71 @@ describe("mbr-446-pitfall, judged on its recorded real run (test/fixtures/runs):
     expect(f.mountsAfter).toMatchObject({ bootDisk: "newboot", rootDisk: "sdb" });
     expect((f.swap as SwapFact).active).toContain((f.swap as SwapFact).device);
     expect(f.data).toMatchObject({ intact: true, missing: [], changed: [] });
+  });
+});
+
+describe("the UEFI RAID1 migration, judged on its recorded real runs (test/fixtures/runs): the VM suite runs the uefi-nvram-lost pair only", () => {
+  it("root-to-mdraid1-uefi: a firmware reboot on the arrays, sdb alone through its own entry, sda alone, and sda alone with the NVRAM lost", () => {
+    const r = recorded("root-to-mdraid1-uefi");
+    expect([r.kind ?? "rehearsal", r.verdict, r.image?.firmware]).toEqual(["rehearsal", "pass", "uefi"]);
+    expect(r.boots.map((b) => `${b.reason}/${b.via}/${b.outcome}`)).toEqual([
+      "resume/saved-state/ssh",
+      "reboot/firmware/ssh",
+      "reboot/firmware/ssh",
+      "start/firmware/ssh",
+      "power-on with an empty NVRAM/firmware/ssh",
+    ]);
+    for (const b of r.boots.slice(1)) expect(b.newBoot, b.reason).toMatchObject({ banner: true });
+    const f = r.facts as Record<string, any>;
+    expect(f.root).toMatchObject({ device: "/dev/md1", fstype: "ext3" });
+    // One entry per disk's ESP, each naming its own partition GUID.
+    const entries = f.bootEntries as string[];
+    expect(entries.map((e) => e.replace(/^Boot[0-9A-F]{4} /, "").replace(/: .*/, ""))).toEqual(["debian", "debian (sdb)"]);
+    const guids = entries.map((e) => /HD\(1,GPT,([0-9a-f-]+),/.exec(e)?.[1]);
+    expect(new Set(guids).size).toBe(2);
+    const single = f.singleDiskBoots as { without: string; option: string; root: string; arrays: string[]; data: string }[];
+    expect(single.map((s) => s.without)).toEqual(["sda", "sdb", "sdb, with an empty NVRAM"]);
+    expect(single[0]!.option).toMatch(/"debian \(sdb\)"$/);
+    expect(single[2]!.option).toMatch(/"UEFI QEMU QEMU HARDDISK"$/);
+    for (const s of single) {
+      expect(s.root).toBe("/dev/md1");
+      expect(s.arrays).toHaveLength(2);
+      for (const a of s.arrays) expect(a).toMatch(/\[(U_|_U)\]$/);
+      expect(s.data).toMatch(/^intact, \d+ files$/);
+    }
+  });
+
+  it("root-to-mdraid1-uefi-esp-one-disk: forked before the GRUB step; with sda pulled OVMF finds nothing to load on sdb and starts its shell", () => {
+    const r = recorded("root-to-mdraid1-uefi-esp-one-disk");
+    expect([r.kind, r.verdict]).toEqual(["twin", "pass"]);
+    expect(r.forkedFrom?.scenario).toBe("root-to-mdraid1-uefi");
+    expect(r.forkedFrom?.beforeStep.name).toMatch(/^install GRUB on the ESP of/);
+    const last = r.boots.at(-1)!;
+    expect([last.via, last.outcome, last.detail]).toEqual(["firmware", "uefi-shell", "fallback"]);
+    expect(last.evidence.join("\n")).toMatch(/BdsDxe: failed to load Boot[0-9A-F]{4} .*Scsi\(0x1,0x0\): Not Found/);
+    expect(last.evidence.join("\n")).toMatch(/Shell>/);
+  });
+});
+
+describe("the GPT restore onto a larger disk, judged on its recorded real runs (test/fixtures/runs)", () => {
+  it("gpt-boot-restore: the copy's GPT ends at the old end until sgdisk -e; then the PV grows and the restored disk boots through the unchanged entry", () => {
+    const f = recorded("gpt-boot-restore").facts as Record<string, any>;
+    expect(f.sourceGpt).toEqual({ diskSectors: 16777216, firstUsable: 2048, lastUsable: 16777182 });
+    expect(f.restoredGpt).toMatchObject({ diskSectors: 25165824, lastUsable: 16777182 });
+    expect(f.restoredGpt.verify.join(" ")).toMatch(/doesn't reside/);
+    expect(f.movedGpt).toMatchObject({ diskSectors: 25165824, lastUsable: 25163776 });
+    expect(f.grow.toSectors).toBeGreaterThan(f.grow.fromSectors + 8_000_000);
+    expect(f.bootOption).toMatch(/^Boot[0-9A-F]{4} "debian"$/);
+    expect(f.root).toMatchObject({ device: "/dev/sda3", fstype: "ext3" });
+    expect(f.pvBytes).toBeGreaterThan(9 * 2 ** 30);
+    expect(f.data).toMatchObject({ intact: true });
+  });
+
+  it("gpt-boot-restore-no-sgdisk-e: forked before sgdisk -e; sgdisk refuses the grown partition in its own words", () => {
+    const r = recorded("gpt-boot-restore-no-sgdisk-e");
+    expect(r.forkedFrom?.scenario).toBe("gpt-boot-restore");
+    const f = r.facts as Record<string, any>;
+    expect(f.refused.lastUsable).toBe(16777182);
+    expect(f.refused.error[0]).toBe("Could not create partition 4 from 4737024 to 25163742");
   });
 });

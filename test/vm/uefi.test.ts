@@ -6,6 +6,7 @@
  * scenarios on UEFI are judged on their recorded real runs
  * (test/unit/verdict.test.ts).
  */
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dir, type DirectoryResult } from "tmp-promise";
@@ -50,6 +51,7 @@ describe("debian12-uefi", () => {
     const accel = await chooseAccel();
     const { privateKey } = await labKey();
     const coldDir = join(tmp.path, "cold");
+    await mkdir(coldDir);
     const cold = new Machine({ name: "cold", runDir: coldDir, disks: await machineDisks(coldDir, image, DEFAULT_PROFILE), accel, sshKey: privateKey, ...firmwareOf(image) });
     machines.push(cold);
     // The warm state (a second machine of the image, saved) is made while the cold one boots.
@@ -66,6 +68,7 @@ describe("debian12-uefi", () => {
 
     // A second machine of the image, resumed from its warm state, starts with the same entry.
     const warmDir = join(tmp.path, "warm");
+    await mkdir(warmDir);
     const other = new Machine({ name: "other", runDir: warmDir, disks: await machineDisks(warmDir, image, DEFAULT_PROFILE, warm), accel, sshKey: privateKey, incomingState: warm.state, ...stateFirmware(warm) });
     machines.push(other);
     expect((await other.resume()).outcome).toBe("ssh");
