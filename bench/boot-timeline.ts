@@ -95,6 +95,6 @@ process.stdout.write(`  ${"phase".padEnd(30)} ${names.map((n) => n.padStart(15))
 for (const phase of allPhases) {
   const cells = names.map((n) => sec(byImage[n]![phase]).padStart(15)).join(" ");
   const [a, b] = names.map((n) => byImage[n]![phase]);
-  const ratio = names.length === 2 && a?.length && b?.length ? `   ${(median(b) / median(a)).toFixed(2)}` : "";
+  const ratio = names.length === 2 && a?.length && b?.length && median(a) > 0 ? `   ${(median(b) / median(a)).toFixed(2)}` : "";
   process.stdout.write(`  ${phase.padEnd(30)} ${cells}${ratio}\n`);
 }
