@@ -24,19 +24,25 @@ describe("variants of a good path", async () => {
   const all = await Promise.all((await scenarioNames()).map((n) => loadScenario(n)));
   const variants = all.filter((s) => s.variantOf);
 
-  it("the four twins that part from their good path late are declared variants, and pair with it in one run", () => {
+  it("the seven twins that part from their good path late are declared variants, and pair with it in one run", () => {
     expect(variants.map((s) => `${s.name} < ${s.variantOf!.scenario}`).sort()).toEqual([
       "ext3-to-btrfs-copy-no-initramfs < ext3-to-btrfs-copy",
+      "gpt-boot-restore-no-sgdisk-e < gpt-boot-restore",
       "root-to-lvm-no-relabel < root-to-lvm",
       "root-to-mdraid1-grub-one-disk < root-to-mdraid1",
+      "root-to-mdraid1-uefi-esp-one-disk < root-to-mdraid1-uefi",
       "shrink-root-container-first < shrink-root",
+      "uefi-nvram-lost-no-fallback < uefi-nvram-lost",
     ]);
     const pairs = variantPairs(all);
     expect([...pairs.entries()].map(([g, ts]) => [g, ts.map((t) => t.name)]).sort()).toEqual([
       ["ext3-to-btrfs-copy", ["ext3-to-btrfs-copy-no-initramfs"]],
+      ["gpt-boot-restore", ["gpt-boot-restore-no-sgdisk-e"]],
       ["root-to-lvm", ["root-to-lvm-no-relabel"]],
       ["root-to-mdraid1", ["root-to-mdraid1-grub-one-disk"]],
+      ["root-to-mdraid1-uefi", ["root-to-mdraid1-uefi-esp-one-disk"]],
       ["shrink-root", ["shrink-root-container-first"]],
+      ["uefi-nvram-lost", ["uefi-nvram-lost-no-fallback"]],
     ]);
     // Alone, a twin pairs with nothing and runs its whole procedure.
     expect(variantPairs(variants).size).toBe(0);
