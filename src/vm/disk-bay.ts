@@ -121,7 +121,7 @@ export class DiskBay {
       "scsi-id": target,
       lun: 0,
       serial: disk.id,
-      ...(this.bootIndex ? { bootindex: target } : {}),
+      ...(this.bootIndex ? { bootindex: target + 1 } : {}),
     });
     this.plugged = [...this.plugged, { ...disk, scsiId: target }];
   }

@@ -84,9 +84,10 @@ export function buildQemuArgs(c: QemuConfig): string[] {
       // OVMF connects only the disks QEMU lists in its boot order: without a
       // bootindex it never finds a disk beyond SCSI target 0 (measured: its
       // shell maps one disk of two, and a boot entry on the second fails with
-      // Not Found). Every UEFI disk gets one, by target. OVMF then orders the
-      // boot entries by disk as well; within a disk, NVRAM's BootOrder holds.
-      const bootindex = c.uefi ? `,bootindex=${d.scsiId ?? i}` : "";
+      // Not Found). Every UEFI disk gets one: its target + 1, since a direct
+      // kernel boot (-kernel) takes bootindex 0 for itself. OVMF then rebuilds
+      // its boot order from QEMU's disk order at each boot.
+      const bootindex = c.uefi ? `,bootindex=${(d.scsiId ?? i) + 1}` : "";
       args.push(
         "-drive", `file=${d.path},format=${d.format},if=none,id=${d.id},cache=writeback,discard=unmap${ro}`,
         "-device", `scsi-hd,drive=${d.id},id=dev-${d.id},bus=scsi0.0,channel=0,scsi-id=${d.scsiId ?? i},lun=0,serial=${d.id}${bootindex}`,

@@ -66,7 +66,8 @@ describe("buildQemuArgs", () => {
       { path: "/r/b.qcow2", format: "qcow2" as const, id: "sdb", scsiId: 3 },
     ];
     const hd = (a: string[]) => after(a, "-device").filter((d) => d.startsWith("scsi-hd"));
-    expect(hd(buildQemuArgs({ ...base, disks: two, uefi: { code: "c", vars: "v" } })).map((d) => /bootindex=(\d+)/.exec(d)?.[1])).toEqual(["0", "3"]);
+    // Target + 1: a direct kernel boot takes bootindex 0 ("The bootindex 0 has already been used").
+    expect(hd(buildQemuArgs({ ...base, disks: two, uefi: { code: "c", vars: "v" } })).map((d) => /bootindex=(\d+)/.exec(d)?.[1])).toEqual(["1", "4"]);
     expect(hd(buildQemuArgs({ ...base, disks: two })).some((d) => d.includes("bootindex"))).toBe(false);
   });
 
