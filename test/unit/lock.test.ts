@@ -59,9 +59,15 @@ describe("withDirLock", () => {
         },
         { onWait: () => waits++, pollMs: 100 },
       );
-    const [a, b] = await Promise.all([job("a"), job("b")]);
-    expect(events).toEqual(["a start", "a end", "b start", "b end"]);
-    expect([a.waited, b.waited]).toEqual([false, true]);
+    const results = await Promise.all([job("a"), job("b")]);
+    // Either may take the lock first (the two attempts race on a busy host); the other waits for the whole of it.
+    const first = events[0]!.split(" ")[0]!;
+    const second = first === "a" ? "b" : "a";
+    expect(events).toEqual([`${first} start`, `${first} end`, `${second} start`, `${second} end`]);
+    expect(results.map((r) => [r.name, r.waited]).sort()).toEqual([
+      [first, false],
+      [second, true],
+    ].sort());
     expect(waits).toBe(1);
   });
 
@@ -97,8 +103,9 @@ describe("withDirLock", () => {
     const ms = Date.now() - t;
     expect(waited).toBe(true);
     expect(waits).toBe(1);
-    // Stale 3 s after the last refresh, which came at most 1 s before the kill.
-    expect(ms).toBeLessThan(6000);
+    // Stale 3 s after the last refresh, which came at most 1 s before the kill:
+    // seconds, not the hour a mkdir lock was given; the bound is loose for a busy host.
+    expect(ms).toBeLessThan(30_000);
   });
 
   it("a held lock is not taken over however long its holder holds it", async () => {
