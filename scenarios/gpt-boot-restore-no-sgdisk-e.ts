@@ -1,6 +1,6 @@
 import { VmlabError } from "../src/errors.ts";
 import { errorText, failureOf } from "../src/faults/checks.ts";
-import { cloneFrozen, gptGeometry, growPartition } from "../src/procedures/gpt-restore.ts";
+import { gptGeometry, growPartition, restoreOntoLarger } from "../src/procedures/gpt-restore.ts";
 import { scenario } from "../src/scenario/types.ts";
 
 /**
@@ -33,17 +33,7 @@ export default scenario({
     const { vm, step, record, log } = ctx;
     const [source, target] = [await vm.guestDisk("sda"), await vm.guestDisk("sdb")];
     log(`lab disk sda is ${source} in the guest, the larger blank sdb is ${target}`);
-    const old = await step("read the disk's GPT", async () => {
-      const g = await gptGeometry(vm, source);
-      record("sourceGpt", g);
-      return g;
-    });
-    await step(`restore the disk's image onto the larger disk with dd, / and /boot frozen`, async () => record("restoreCommand", await cloneFrozen(vm, source, target)));
-    await step("read the restored GPT: its backup header is still at the old disk's end", async () => {
-      const g = await gptGeometry(vm, target);
-      const verify = await vm.run(`sgdisk -v ${target}`);
-      record("restoredGpt", { ...g, verify: verify.stdout.trim().split("\n").filter((l) => /Problem|end of the disk/.test(l)) });
-    });
+    const old = await restoreOntoLarger(ctx, source, target);
     log("skipped: sgdisk -e");
     const err = await failureOf(step("grow the LVM partition (4) into the added space with sgdisk", () => growPartition(ctx, { disk: target, part: 4, oldDiskSectors: old.diskSectors })));
     await step("observe the refusal", async () => {

@@ -1,5 +1,5 @@
 import { VmlabError } from "../src/errors.ts";
-import { cloneFrozen, gptGeometry, growPartition } from "../src/procedures/gpt-restore.ts";
+import { gptGeometry, growPartition, restoreOntoLarger } from "../src/procedures/gpt-restore.ts";
 import { expectRoot } from "../src/procedures/pivot.ts";
 import { startedOption } from "../src/procedures/uefi.ts";
 import { scenario } from "../src/scenario/types.ts";
@@ -28,19 +28,7 @@ export default scenario({
     const { vm, step, data, record, log } = ctx;
     const [source, target] = [await vm.guestDisk("sda"), await vm.guestDisk("sdb")];
     log(`lab disk sda is ${source} in the guest, the larger blank sdb is ${target}`);
-    const old = await step("read the disk's GPT", async () => {
-      const g = await gptGeometry(vm, source);
-      record("sourceGpt", g);
-      return g;
-    });
-    await step(`restore the disk's image onto the larger disk with dd, / and /boot frozen`, async () => record("restoreCommand", await cloneFrozen(vm, source, target)));
-    await step("read the restored GPT: its backup header is still at the old disk's end", async () => {
-      const g = await gptGeometry(vm, target);
-      const verify = await vm.run(`sgdisk -v ${target}`);
-      record("restoredGpt", { ...g, verify: verify.stdout.trim().split("\n").filter((l) => /Problem|end of the disk/.test(l)) });
-      if (g.lastUsable !== old.lastUsable) throw new VmlabError(`the restored GPT's last usable sector is ${g.lastUsable}, not the old disk's ${old.lastUsable}`);
-      if (!/doesn't reside\s+at the end of the disk/.test(verify.stdout)) throw new VmlabError("sgdisk -v does not report the misplaced backup header", { output: verify.stdout });
-    });
+    const old = await restoreOntoLarger(ctx, source, target);
     await step("move the backup GPT header and table to the disk's end (sgdisk -e)", async () => {
       await vm.succeed(`sgdisk -e ${target}`);
       const g = await gptGeometry(vm, target);

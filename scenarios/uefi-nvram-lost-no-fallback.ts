@@ -1,5 +1,5 @@
 import { VmlabError } from "../src/errors.ts";
-import { bootEntries, diskEntries, FALLBACK_PATH } from "../src/procedures/uefi.ts";
+import { expectInstalledEntries, FALLBACK_PATH } from "../src/procedures/uefi.ts";
 import { scenario } from "../src/scenario/types.ts";
 
 /**
@@ -26,13 +26,7 @@ export default scenario({
   variantOf: { scenario: "uefi-nvram-lost", fromStep: "install GRUB at the removable-media path (grub-install --removable)" },
   async run(ctx) {
     const { vm, step, record, log } = ctx;
-    await step("read the boot entries: debian's GRUB on the ESP, nothing at the removable-media path", async () => {
-      const b = await bootEntries(vm);
-      const debian = diskEntries(b).filter((e) => e.label === "debian");
-      if (debian.length !== 1) throw new VmlabError("the image should boot through one entry named debian", { output: JSON.stringify(b, null, 2) });
-      record("entriesBefore", diskEntries(b).map((e) => `Boot${e.num} ${e.label}: ${e.path}`));
-      if ((await vm.run(`test -e /boot/efi${FALLBACK_PATH}`)).exitCode === 0) throw new VmlabError(`the image already has ${FALLBACK_PATH}`);
-    });
+    await expectInstalledEntries(ctx);
     log(`skipped: grub-install --removable (nothing at ${FALLBACK_PATH})`);
     const lost = await step("power off, lose the NVRAM, power on", async () => {
       await vm.shutdown();

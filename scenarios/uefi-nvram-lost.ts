@@ -1,6 +1,6 @@
 import { VmlabError } from "../src/errors.ts";
 import { expectRoot } from "../src/procedures/pivot.ts";
-import { addEntry, bootEntries, diskEntries, FALLBACK_PATH, installRemovable, startedOption } from "../src/procedures/uefi.ts";
+import { addEntry, bootEntries, diskEntries, expectInstalledEntries, installRemovable, startedOption } from "../src/procedures/uefi.ts";
 import { scenario } from "../src/scenario/types.ts";
 import { expectBoot } from "../src/vm/machine.ts";
 
@@ -21,13 +21,7 @@ export default scenario({
   tags: ["uefi", "nvram"],
   async run(ctx) {
     const { vm, step, data, record, log } = ctx;
-    await step("read the boot entries: debian's GRUB on the ESP, nothing at the removable-media path", async () => {
-      const b = await bootEntries(vm);
-      const debian = diskEntries(b).filter((e) => e.label === "debian");
-      if (debian.length !== 1) throw new VmlabError("the image should boot through one entry named debian", { output: JSON.stringify(b, null, 2) });
-      record("entriesBefore", diskEntries(b).map((e) => `Boot${e.num} ${e.label}: ${e.path}`));
-      if ((await vm.run(`test -e /boot/efi${FALLBACK_PATH}`)).exitCode === 0) throw new VmlabError(`the image already has ${FALLBACK_PATH}`);
-    });
+    await expectInstalledEntries(ctx);
     await step("install GRUB at the removable-media path (grub-install --removable)", () => installRemovable(vm));
     const lost = await step("power off, lose the NVRAM, power on", async () => {
       await vm.shutdown();

@@ -73,3 +73,26 @@ export async function growPartition(ctx: ScenarioContext, o: { disk: string; par
   if (after.last !== end || after.guid !== info.guid) throw new VmlabError(`partition ${o.part} of ${o.disk} was not made as asked`, { output: JSON.stringify(after) });
   return { command, fromSectors: info.last - info.first + 1, toSectors: after.last - after.first + 1 };
 }
+
+/**
+ * The restore's first part, shared by the rehearsal and its twin (whose
+ * fork replays it): read the source's GPT, restore the disk onto the larger
+ * one with dd, read the copy's GPT. Returns the source's geometry.
+ */
+export async function restoreOntoLarger(ctx: ScenarioContext, source: string, target: string): Promise<GptGeometry> {
+  const { vm, step, record } = ctx;
+  const old = await step("read the disk's GPT", async () => {
+    const g = await gptGeometry(vm, source);
+    record("sourceGpt", g);
+    return g;
+  });
+  await step("restore the disk's image onto the larger disk with dd, / and /boot frozen", async () => record("restoreCommand", await cloneFrozen(vm, source, target)));
+  await step("read the restored GPT: its backup header is still at the old disk's end", async () => {
+    const g = await gptGeometry(vm, target);
+    const verify = await vm.run(`sgdisk -v ${target}`);
+    record("restoredGpt", { ...g, verify: verify.stdout.trim().split("\n").filter((l) => /Problem|end of the disk/.test(l)) });
+    if (g.lastUsable !== old.lastUsable) throw new VmlabError(`the restored GPT's last usable sector is ${g.lastUsable}, not the old disk's ${old.lastUsable}`);
+    if (!/doesn't reside\s+at the end of the disk/.test(verify.stdout)) throw new VmlabError("sgdisk -v does not report the misplaced backup header", { output: verify.stdout });
+  });
+  return old;
+}

@@ -99,3 +99,19 @@ export async function startedOption(vm: Machine, boot: { log: { from: number; to
   const text = await vm.consoleSince(boot.log.from);
   return optionsTried(text.slice(0, boot.log.to - boot.log.from)).filter((o) => o.result === "started").at(-1);
 }
+
+/**
+ * The UEFI image as installed: one boot entry named debian and nothing at
+ * the removable-media path. A step of its own, shared by a rehearsal and its
+ * twin (whose fork replays it).
+ */
+export async function expectInstalledEntries(ctx: Pick<import("../scenario/types.ts").ScenarioContext, "vm" | "step" | "record">): Promise<void> {
+  const { vm, step, record } = ctx;
+  await step("read the boot entries: debian's GRUB on the ESP, nothing at the removable-media path", async () => {
+    const b = await bootEntries(vm);
+    const debian = diskEntries(b).filter((e) => e.label === "debian");
+    if (debian.length !== 1) throw new VmlabError("the image should boot through one entry named debian", { output: JSON.stringify(b, null, 2) });
+    record("entriesBefore", diskEntries(b).map((e) => `Boot${e.num} ${e.label}: ${e.path}`));
+    if ((await vm.run(`test -e /boot/efi${FALLBACK_PATH}`)).exitCode === 0) throw new VmlabError(`the image already has ${FALLBACK_PATH}`);
+  });
+}
