@@ -15,7 +15,7 @@ export const VM_FILES: Record<string, { cores: 1 | 2; minutes: number }> = {
   "test/vm/training.test.ts": { cores: 2, minutes: 2.9 },
   "test/vm/lvm-snapshot.test.ts": { cores: 2, minutes: 1.9 },
   // A cold UEFI boot beside the warm-state save, then uefi-nvram-lost and its twin with --jobs 2.
-  "test/vm/uefi.test.ts": { cores: 2, minutes: 3.2 },
+  "test/vm/uefi.test.ts": { cores: 2, minutes: 2.6 },
   // One guest most of the time: the twin forks from the flagship's checkpoint near its end.
   "test/vm/root-to-lvm.test.ts": { cores: 1, minutes: 2.6 },
   // Two packaged scenarios with --jobs 2, one of them 14 s long.
