@@ -38,6 +38,13 @@
  *    and GRUB at \EFI\BOOT\BOOTX64.EFI (`...-removable-path`: BdsDxe starts the
  *    disk's own option); the same without that file (`uefi-shell-debian12-nvram-lost`:
  *    the disk's option fails, Not Found, and OVMF starts its shell).
+ *  - no-bootable-device-ovmf-secure-boot-blank-disk: Debian's OVMF with Secure
+ *    Boot on (OVMF_CODE_4M.ms.fd, a copy of OVMF_VARS_4M.ms.fd; q35 with SMM,
+ *    -global cfi.pflash01.secure=on) on a blank 1 GiB disk: Debian disables the
+ *    shell under Secure Boot, so after the disk's option fails the shell's fails
+ *    too ("Security Violation") and BdsDxe finds no bootable option. Recorded
+ *    once with a QEMU command line of its own; the lab's machines are pc (i440fx)
+ *    without SMM and boot OVMF without Secure Boot.
  *
  * To add a recorded log: save it in test/fixtures/console/ and add one row to FIXTURES.
  *
@@ -87,6 +94,7 @@ const FIXTURES: [file: string, outcome: BootOutcome, detail: string | undefined,
   ["login-prompt-nofail-resume-panic-param.log", "login-prompt", undefined, ["firmware", "grub", "kernel", "initramfs", "userspace"]],
   ["uefi-shell-blank-disk-ovmf.log", "uefi-shell", "fallback", ["firmware"]],
   ["uefi-shell-debian12-nvram-lost.log", "uefi-shell", "fallback", ["firmware"]],
+  ["no-bootable-device-ovmf-secure-boot-blank-disk.log", "no-bootable-device", "uefi-no-boot-option", ["firmware"]],
   ["login-prompt-debian12-uefi-boot-entry.log", "login-prompt", undefined, ["firmware", "grub", "kernel", "initramfs", "userspace"]],
   ["login-prompt-debian12-uefi-removable-path.log", "login-prompt", undefined, ["firmware", "grub", "kernel", "initramfs", "userspace"]],
 ];
@@ -124,6 +132,11 @@ const EVIDENCE: Record<string, string[]> = {
     "Give root password for maintenance",
   ],
   "login-prompt-debian12.log": ["Debian GNU/Linux 12 vmlab ttyS0", "vmlab login:"],
+  "no-bootable-device-ovmf-secure-boot-blank-disk.log": [
+    'BdsDxe: failed to load Boot0001 "UEFI QEMU QEMU HARDDISK " from PciRoot(0x0)/Pci(0x1,0x0)/Scsi(0x0,0x0): Not Found',
+    'BdsDxe: failed to start Boot0002 "EFI Internal Shell"',
+    "BdsDxe: No bootable option or device was found.",
+  ],
   "uefi-shell-debian12-nvram-lost.log": [
     'BdsDxe: failed to load Boot0001 "UEFI QEMU QEMU HARDDISK " from PciRoot(0x0)/Pci(0x2,0x0)/Scsi(0x0,0x0): Not Found',
     'BdsDxe: starting Boot0002 "EFI Internal Shell"',
