@@ -14,8 +14,8 @@ export const VM_FILES: Record<string, { cores: 1 | 2; minutes: number }> = {
   "test/vm/train-browser.test.ts": { cores: 2, minutes: 3.7 },
   "test/vm/training.test.ts": { cores: 2, minutes: 2.9 },
   "test/vm/lvm-snapshot.test.ts": { cores: 2, minutes: 1.9 },
-  // A cold UEFI boot beside the warm-state save, then uefi-nvram-lost and its twin with --jobs 2.
-  "test/vm/uefi.test.ts": { cores: 2, minutes: 2.6 },
+  // A cold UEFI boot beside the warm-state save (two guests at once).
+  "test/vm/uefi.test.ts": { cores: 2, minutes: 1.0 },
   // One guest most of the time: the twin forks from the flagship's checkpoint near its end.
   "test/vm/root-to-lvm.test.ts": { cores: 1, minutes: 2.6 },
   // Two packaged scenarios with --jobs 2, one of them 14 s long.

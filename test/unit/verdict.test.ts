@@ -382,3 +382,30 @@ describe("the GPT restore onto a larger disk, judged on its recorded real runs (
     expect(f.refused.error[0]).toBe("Could not create partition 4 from 4737024 to 25163742");
   });
 });
+
+describe("uefi-nvram-lost and its twin, judged on their recorded real runs (test/fixtures/runs, from `vmlab run` in test/vm/uefi.test.ts)", () => {
+  const boots = (r: ScenarioReport) => r.boots.map((b) => `${b.reason}/${b.via}/${b.outcome}${b.detail ? `(${b.detail})` : ""}`);
+
+  it("with GRUB at the removable-media path the machine boots without its NVRAM, and the entry made again is the one the next boot takes", () => {
+    const good = recorded("uefi-nvram-lost");
+    expect(good.verdict).toBe("pass");
+    expect(good.image?.firmware).toBe("uefi");
+    expect(boots(good)).toEqual(["resume/saved-state/ssh", "power-on with an empty NVRAM/firmware/ssh", "reboot/firmware/ssh"]);
+    expect(good.facts.bootWithoutNvram).toMatchObject({ option: 'Boot0001 "UEFI QEMU QEMU HARDDISK"' });
+    const through = good.facts.bootThroughEntry as { option: string; path: string; bootCurrent: string };
+    expect(through.option).toMatch(/^Boot[0-9A-F]{4} "debian"$/);
+    expect(through.path).toMatch(/HD\(1,GPT,.*\)\/File\(\\EFI\\debian\\grubx64\.efi\)/);
+    expect(good.facts.root).toMatchObject({ device: "/dev/sda3", fstype: "ext3" });
+    expect((good.facts.data as { intact: boolean }).intact).toBe(true);
+  });
+
+  it("without it, the empty NVRAM ends in OVMF's shell after the disk's option failed, forked from the rehearsal", () => {
+    const twin = recorded("uefi-nvram-lost-no-fallback");
+    expect(twin.verdict).toBe("pass");
+    expect(twin.forkedFrom?.scenario).toBe("uefi-nvram-lost");
+    const lost = twin.boots.at(-1)!;
+    expect([lost.via, lost.outcome, lost.detail]).toEqual(["firmware", "uefi-shell", "fallback"]);
+    expect(lost.evidence.join("\n")).toMatch(/BdsDxe: failed to load Boot0001 "UEFI QEMU QEMU HARDDISK " .*: Not Found/);
+    expect(lost.evidence.join("\n")).toMatch(/Shell>/);
+  });
+});

@@ -1,10 +1,10 @@
 /**
  * UEFI machines on real guests: a cold boot of debian12-uefi through OVMF,
  * GRUB on the ESP and the initramfs to SSH; NVRAM that belongs to each
- * machine; and the uefi-nvram-lost rehearsal with its twin through the real
- * `vmlab` command line, judged from report.json. The RAID1 and GPT-restore
- * scenarios on UEFI are judged on their recorded real runs
- * (test/unit/verdict.test.ts).
+ * machine. The UEFI scenarios (uefi-nvram-lost, the RAID1 migration, the
+ * GPT restore, each with its twin) are judged on their recorded real runs
+ * (test/unit/verdict.test.ts): this file's cold boot is what none of them
+ * shows, since they start from a warm state.
  */
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
@@ -16,16 +16,14 @@ import { labKey } from "../../src/image/keys.ts";
 import { rootInfo } from "../../src/procedures/pivot.ts";
 import { bootEntries, diskEntries, optionsTried } from "../../src/procedures/uefi.ts";
 import { loadRecipe } from "../../src/scenario/registry.ts";
-import type { ScenarioReport } from "../../src/scenario/types.ts";
 import { Machine } from "../../src/vm/machine.ts";
 import { DEFAULT_PROFILE, ensureWarmState, machineDisks, stateFirmware } from "../../src/vm/warm.ts";
-import { qemuPids, runScenarios, sha256File } from "./helpers.ts";
+import { qemuPids, sha256File } from "./helpers.ts";
 
 let tmp: DirectoryResult;
 let image: BuiltImage;
 let imageVars = "";
 const machines: Machine[] = [];
-let pair: Awaited<ReturnType<typeof runScenarios>>;
 
 beforeAll(async () => {
   tmp = await dir({ unsafeCleanup: true });
@@ -36,8 +34,6 @@ afterAll(async () => {
   for (const m of machines) await m.kill();
   await tmp.cleanup();
 });
-
-const boots = (r: ScenarioReport) => r.boots.map((b) => `${b.reason}/${b.via}/${b.outcome}${b.detail ? `(${b.detail})` : ""}`);
 
 describe("debian12-uefi", () => {
   it("cold-boots through OVMF, GRUB on the ESP and the initramfs to SSH; each machine's NVRAM is its own", async () => {
@@ -87,39 +83,6 @@ describe("debian12-uefi", () => {
     expect(await sha256File(image.efiVars!)).toBe(imageVars);
     expect(await sha256File(warm.efiVars!)).toBe(warmVars);
     for (const m of machines.splice(0)) await m.kill();
-  });
-});
-
-describe("uefi-nvram-lost and its twin, from vmlab run", () => {
-  beforeAll(async () => {
-    pair = await runScenarios(join(tmp.path, "reports"), ["uefi-nvram-lost", "uefi-nvram-lost-no-fallback"]);
-  }, 30 * 60_000);
-
-  it("with GRUB at the removable-media path the machine boots without its NVRAM, and the entry made again is the one the next boot takes", () => {
-    expect(pair.exitCode, pair.output).toBe(0);
-    const good = pair.report["uefi-nvram-lost"]!;
-    expect(good.verdict, (good.judgement?.reasons ?? [good.error?.message]).join("\n")).toBe("pass");
-    expect(good.image?.firmware).toBe("uefi");
-    expect(boots(good)).toEqual(["resume/saved-state/ssh", "power-on with an empty NVRAM/firmware/ssh", "reboot/firmware/ssh"]);
-    expect(good.facts.bootWithoutNvram).toMatchObject({ option: 'Boot0001 "UEFI QEMU QEMU HARDDISK"' });
-    const through = good.facts.bootThroughEntry as { option: string; path: string; bootCurrent: string };
-    expect(through.option).toMatch(/^Boot[0-9A-F]{4} "debian"$/);
-    expect(through.path).toMatch(/HD\(1,GPT,.*\)\/File\(\\EFI\\debian\\grubx64\.efi\)/);
-    expect(good.facts.root).toMatchObject({ device: "/dev/sda3", fstype: "ext3" });
-    expect((good.facts.data as { intact: boolean }).intact).toBe(true);
-  });
-
-  it("without it, the empty NVRAM ends in OVMF's shell after the disk's option failed, forked from the rehearsal", () => {
-    const twin = pair.report["uefi-nvram-lost-no-fallback"]!;
-    expect(twin.verdict, (twin.judgement?.reasons ?? [twin.error?.message]).join("\n")).toBe("pass");
-    expect(twin.forkedFrom?.scenario).toBe("uefi-nvram-lost");
-    const lost = twin.boots.at(-1)!;
-    expect([lost.via, lost.outcome, lost.detail]).toEqual(["firmware", "uefi-shell", "fallback"]);
-    expect(lost.evidence.join("\n")).toMatch(/BdsDxe: failed to load Boot0001 "UEFI QEMU QEMU HARDDISK " .*: Not Found/);
-    expect(lost.evidence.join("\n")).toMatch(/Shell>/);
-  });
-
-  it("leaves no QEMU running", async () => {
     expect(await qemuPids()).toEqual([]);
   });
 });
