@@ -9,6 +9,7 @@ import { VmlabError } from "../errors.ts";
 import type { ScenarioContext } from "../scenario/types.ts";
 import type { Machine } from "../vm/machine.ts";
 import { expectReleased } from "./temp-root.ts";
+import { addEntry, bootEntries, diskEntries, installRemovable } from "./uefi.ts";
 import { NEW_ROOT, pivotInto, releaseOldRoot, remountRootReadOnly, restartOnNewRoot, stopRootWriters, type Quiesced } from "./pivot.ts";
 
 /** One partition of the source disk that becomes an array. */
@@ -277,7 +278,6 @@ export async function rootToMdraid(ctx: ScenarioContext, o: RootToMdraidOptions)
  * way, and given a boot entry of its own. Then update-grub.
  */
 async function grubOnEsps(vm: Machine, o: RootToMdraidOptions, disks: string[], log: (m: string) => void): Promise<void> {
-  const { addEntry, bootEntries, diskEntries, installRemovable } = await import("./uefi.ts");
   const esp = o.esp!.part;
   for (const [i, d] of disks.entries()) {
     const mount = i === 0 ? "/boot/efi" : `/boot/efi${i + 1}`;
