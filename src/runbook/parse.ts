@@ -37,6 +37,13 @@ export interface RebootDirective {
   expect: BootOutcome;
   /** A regular expression one of the boot's evidence lines must match. */
   evidence?: string;
+  /**
+   * Lab disks out for this boot, as if they had died ("sda", "sdb"): pulled
+   * from the running machine before the reboot, and left out until a later
+   * `reboot` directive no longer names them (the lab's final reboot keeps
+   * them out).
+   */
+  without?: string[];
 }
 
 export interface BlockDirectives {
@@ -102,7 +109,7 @@ const FAILURE_KEYS = ["says", "boot", "step", "facts", "root", "data"];
 const OUTCOMES: BootOutcome[] = ["ssh", "no-bootable-device", "grub-rescue", "uefi-shell", "kernel-panic", "initramfs-shell", "root-shell", "emergency-mode", "reboot-loop"];
 
 export const DIRECTIVES_HELP =
-  "directives: console, new-session, fails, exit=N, output=REGEX, reboot, expect=OUTCOME, evidence=REGEX, timeout=DURATION (90s, 20m)";
+  "directives: console, new-session, fails, exit=N, output=REGEX, reboot, expect=OUTCOME, evidence=REGEX, without=DISK (sda, sdb+sdc), timeout=DURATION (90s, 20m)";
 
 /** What a file is, from its name and first line; undefined when neither Markdown nor shell. */
 export function runbookFormat(file: string, text: string): RunbookFormat | undefined {
@@ -131,7 +138,23 @@ export function parseRunbook(text: string, file: string): ParsedRunbook {
     });
   }
   uniqueNames(parsed.blocks);
+  checkDisks(parsed);
   return parsed;
+}
+
+/** A `without=` directive names disks the machine has: sda, and one more per size in `disks`. */
+function checkDisks(rb: ParsedRunbook): void {
+  const have = ["sda", ...rb.front.disks.map((_, i) => `sd${String.fromCharCode(98 + i)}`)];
+  for (const b of rb.blocks) {
+    const without = b.directives.reboot?.without ?? [];
+    const missing = without.filter((d) => !have.includes(d));
+    if (missing.length && !rb.front.layout) {
+      throw new UsageError(`${rb.file}:${b.line}: block "${b.name}" reboots without ${missing.join(", ")}, which the machine does not have`, {
+        hint: `its disks: ${have.join(", ")} (sda, then one per size in the front matter's disks)`,
+      });
+    }
+    if (!rb.front.layout && without.length >= have.length) throw new UsageError(`${rb.file}:${b.line}: block "${b.name}" reboots without every disk`, { hint: "leave at least one disk in" });
+  }
 }
 
 /** A name for the scenario: the front matter's, or the file's name without its extension. */
@@ -290,6 +313,7 @@ export function parseDirectives(text: string, where: string): BlockDirectives {
   if (rest) throw bad(`cannot read the directive text "${text.trim()}"`);
   let expect: string | undefined;
   let evidence: string | undefined;
+  let without: string[] | undefined;
   for (const [, key, raw] of items) {
     const value = raw === undefined ? undefined : raw.startsWith('"') ? (JSON.parse(raw) as string) : raw.replace(/^'|'$/g, "");
     switch (key!.toLowerCase()) {
@@ -325,6 +349,13 @@ export function parseDirectives(text: string, where: string): BlockDirectives {
         checkRegex(value, bad);
         evidence = value;
         break;
+      case "without": {
+        const disks = (value ?? "").split("+");
+        if (!value || disks.some((x) => !/^sd[a-z]$/.test(x))) throw bad(`without=${value ?? ""}: name the lab's disks, like without=sda or without=sdb+sdc`);
+        if (new Set(disks).size !== disks.length) throw bad(`without=${value}: a disk is named twice`);
+        without = disks;
+        break;
+      }
       case "timeout":
         d.timeoutS = parseDuration(value, bad);
         break;
@@ -332,9 +363,9 @@ export function parseDirectives(text: string, where: string): BlockDirectives {
         throw bad(`unknown directive "${key}"`);
     }
   }
-  if ((expect || evidence) && !d.reboot) throw bad("expect= and evidence= go with reboot");
+  if ((expect || evidence || without) && !d.reboot) throw bad("expect=, evidence= and without= go with reboot");
   if (d.reboot) {
-    d.reboot = { expect: (expect ?? "ssh") as BootOutcome, ...(evidence ? { evidence } : {}) };
+    d.reboot = { expect: (expect ?? "ssh") as BootOutcome, ...(evidence ? { evidence } : {}), ...(without ? { without } : {}) };
     if (d.reboot.expect !== "ssh" && !evidence) throw bad(`reboot expect=${d.reboot.expect} needs evidence=REGEX: the console line that proves it`);
   }
   if (d.fails?.exitCode === 0) throw bad("exit=0 is not a failure");

@@ -71,6 +71,20 @@ export function firstDifference(a: RunbookBlock[], b: RunbookBlock[]): number | 
 }
 
 export function runbookScenario(rb: ParsedRunbook, variantOf?: Scenario["variantOf"]): Scenario {
+  // Pulling a disk, or putting one back, is the lab's part of the reboot: a block may not reboot by itself then.
+  let out: string[] = [];
+  for (const b of rb.blocks) {
+    const r = b.directives.reboot;
+    if (!r) continue;
+    const without = r.without ?? [];
+    const changes = without.length > 0 || out.some((x) => !without.includes(x));
+    if (changes && rebootsItself(b.text)) {
+      throw new UsageError(`${rb.file}:${b.line}: block "${b.name}" reboots by itself, but the lab has to ${without.length ? `pull ${without.join(", ")}` : `put ${out.join(", ")} back`} for that boot`, {
+        hint: "take the reboot command out of the block and leave the reboot to the directive",
+      });
+    }
+    out = without;
+  }
   const f = rb.front;
   const twin = f.kind === "twin";
   return scenario({
@@ -98,7 +112,7 @@ interface BlockRecord {
   stdoutTail?: string;
   stderrTail?: string;
   outputFiles?: { stdout: string; stderr: string };
-  boot?: { outcome: string; detail?: string; evidence: string[] };
+  boot?: { outcome: string; detail?: string; evidence: string[]; without?: string[] };
 }
 
 const tail = (t: string) => t.trimEnd().split("\n").slice(-TAIL).join("\n");
@@ -109,6 +123,8 @@ async function rehearse(rb: ParsedRunbook, ctx: ScenarioContext): Promise<void> 
   const records: BlockRecord[] = [];
   let state = "";
   let console: ConsoleShell | undefined;
+  /** The lab disks a `reboot without=` directive has taken out. */
+  let disksOut: string[] = [];
   const outDir = join(ctx.runDir, "runbook");
   record("runbook", { file: rb.file, format: rb.format, title: rb.title, blocks: records });
   for (const n of rb.notes) log(n);
@@ -148,14 +164,31 @@ async function rehearse(rb: ParsedRunbook, ctx: ScenarioContext): Promise<void> 
         } else r = await vm.run(command, { timeoutMs });
       };
       let boot: BootRecord | undefined;
-      if (d.reboot) {
+      const without = d.reboot?.without ?? [];
+      const back = d.reboot ? disksOut.filter((x) => !without.includes(x)) : [];
+      const gone = without.filter((x) => !disksOut.includes(x));
+      if (d.reboot && back.length) {
+        // A disk comes back: the machine is switched off, it goes back into its slot, and the machine starts through the firmware.
+        await runIt();
+        await vm.shutdown();
+        for (const x of back) await vm.plugDisk(x);
+        for (const x of gone) vm.leaveOut(x);
+        log(`powered off; ${back.join(", ")} back in${gone.length ? `, ${gone.join(", ")} left out` : ""}; starting through the firmware`);
+        boot = await vm.boot({ via: "firmware" });
+        disksOut = without;
+        console = undefined;
+      } else if (d.reboot) {
         boot = await vm.bootAfter(
           async () => {
             await runIt();
+            // A disk that dies: pulled from the running machine (QMP device_del), then the reboot.
+            for (const x of gone) await vm.pullDisk(x);
+            if (gone.length) log(`pulled ${gone.join(", ")} out of the running machine`);
             if (!selfReboot) await vm.run("systemctl reboot", { timeoutMs: 20_000 });
           },
           { via: "firmware", reason: "reboot" },
         );
+        disksOut = without;
         console = undefined;
       } else await runIt();
       const out = readBlockOutput(r.stdout, r.stderr, preludeLines);
@@ -199,7 +232,7 @@ async function rehearse(rb: ParsedRunbook, ctx: ScenarioContext): Promise<void> 
         log("new SSH session: a fresh login shell");
       }
       if (boot) {
-        rec.boot = { outcome: boot.outcome, detail: boot.detail, evidence: boot.evidence };
+        rec.boot = { outcome: boot.outcome, detail: boot.detail, evidence: boot.evidence, ...(without.length ? { without } : {}) };
         const want = d.reboot!;
         log(`boot after the block: ${boot.outcome}${boot.detail ? ` (${boot.detail})` : ""}`);
         if (want.expect === "ssh") await expectBoot(vm, boot, "ssh");

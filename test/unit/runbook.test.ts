@@ -123,6 +123,10 @@ describe("directives", () => {
     expect(parseDirectives(" fails exit=3 output='No such' ", "x")).toEqual({ fails: { exitCode: 3, output: "No such" } });
     expect(parseDirectives("new-session", "x")).toEqual({ newSession: true });
     expect(parseDirectives("reboot", "x")).toEqual({ reboot: { expect: "ssh" } });
+    expect(parseDirectives("reboot without=sda", "x")).toEqual({ reboot: { expect: "ssh", without: ["sda"] } });
+    expect(parseDirectives("reboot, without=sdb+sdc, expect=no-bootable-device, evidence='^Booting'", "x")).toEqual({
+      reboot: { expect: "no-bootable-device", evidence: "^Booting", without: ["sdb", "sdc"] },
+    });
   });
   it("refuses what it cannot mean", () => {
     expect(usage(() => parseDirectives("reboot expect=timeout evidence=x", "f:3")).message).toMatch(/f:3: expect=timeout/);
@@ -130,6 +134,23 @@ describe("directives", () => {
     expect(usage(() => parseDirectives("expect=ssh", "f:3")).message).toMatch(/go with reboot/);
     expect(usage(() => parseDirectives("timeout=soon", "f:3")).message).toMatch(/duration/);
     expect(usage(() => parseDirectives("output=(", "f:3")).message).toMatch(/regular expression/);
+    expect(usage(() => parseDirectives("without=sda", "f:3")).message).toMatch(/go with reboot/);
+    expect(usage(() => parseDirectives("reboot without=/dev/sda", "f:3")).message).toMatch(/name the lab's disks/);
+    expect(usage(() => parseDirectives("reboot without=sda+sda", "f:3")).message).toMatch(/named twice/);
+  });
+
+  it("a reboot without a disk names one the machine has, and leaves one in", () => {
+    const doc = (disks: string, without: string) => `---\ndisks: [${disks}]\n---\n## Pull it\n\n<!-- vmlab: reboot without=${without} -->\n\`\`\`sh\nsync\n\`\`\`\n`;
+    expect(parseRunbook(doc("8G", "sda"), "r.md").blocks[0]!.directives.reboot?.without).toEqual(["sda"]);
+    expect(usage(() => parseRunbook(doc("8G", "sdc"), "r.md")).message).toMatch(/r\.md:8: block "Pull it" reboots without sdc, which the machine does not have/);
+    expect(usage(() => parseRunbook(doc("8G", "sda+sdb"), "r.md")).message).toMatch(/without every disk/);
+  });
+
+  it("refuses a block that reboots by itself when the lab has to pull a disk or put one back", () => {
+    const pull = parseRunbook("---\ndisks: [8G]\n---\n## Pull\n\n<!-- vmlab: reboot without=sda -->\n```sh\nreboot\n```\n", "r.md");
+    expect(usage(() => runbookScenario(pull)).message).toMatch(/reboots by itself, but the lab has to pull sda/);
+    const back = parseRunbook("---\ndisks: [8G]\n---\n## Pull\n\n<!-- vmlab: reboot without=sda -->\n```sh\nsync\n```\n\n## Back\n\n<!-- vmlab: reboot -->\n```sh\nsystemctl reboot\n```\n", "r.md");
+    expect(usage(() => runbookScenario(back)).message).toMatch(/put sda back/);
   });
 });
 
@@ -248,6 +269,15 @@ describe("the runbooks in runbooks/", () => {
     const rb = parseRunbook("## Reboot into the array\n\n<!-- vmlab: reboot -->\n```sh\nreboot\n```\n\n## Add the first disk\n\n```sh\ntrue\n```\n", "r.md");
     const p2 = await planSteps(runbookScenario(rb));
     expect(defaultBoundaries(p2.steps)).toEqual([1, 2, 3]);
+  });
+
+  it("the RAID1 twin forks at the GRUB block, and both boot from each disk alone in the same order", async () => {
+    const good = parseRunbook(readFileSync(join(dir, "root-to-raid1.md"), "utf8"), "root-to-raid1.md");
+    const twin = parseRunbook(readFileSync(join(dir, "root-to-raid1-grub-one-disk.md"), "utf8"), "root-to-raid1-grub-one-disk.md");
+    expect(good.blocks[firstDifference(good.blocks, twin.blocks)!]!.name).toBe("Install GRUB on both disks");
+    const pulls = (rb: typeof good) => rb.blocks.filter((b) => b.directives.reboot).map((b) => b.directives.reboot!.without);
+    expect(pulls(good)).toEqual([["sda"], ["sdb"]]);
+    expect(pulls(twin)).toEqual(pulls(good));
   });
 
   it("a twin forks at the first block it changes", async () => {
