@@ -89,7 +89,7 @@ export async function readExercise(dir: string): Promise<Exercise> {
   const bad = (key: string, why: string, hint?: string): never => {
     throw new UsageError(`${file}: ${key}: ${why}`, hint ? { hint } : {});
   };
-  const known = ["title", "level", "minutes", "image", "tags", "disks", "break", "broken", "check", "solve"];
+  const known = ["title", "level", "minutes", "image", "layout", "tags", "disks", "break", "broken", "check", "solve"];
   for (const k of Object.keys(fm)) if (!known.includes(k)) bad(k, "unknown key", `the keys are: ${known.join(", ")}`);
 
   const str = (v: unknown, key: string, required = true): string | undefined => {
@@ -102,7 +102,17 @@ export async function readExercise(dir: string): Promise<Exercise> {
   if (!["beginner", "intermediate", "advanced"].includes(level)) bad("level", `"${String(fm.level)}" is not beginner, intermediate or advanced`);
   const minutes = fm.minutes ?? 15;
   if (typeof minutes !== "number" || !(minutes > 0 && minutes <= 240)) bad("minutes", "must be a number of minutes, 1 to 240");
-  const image = str(fm.image ?? "debian12-bios", "image")!;
+  let image = str(fm.image ?? "debian12-bios", "image")!;
+  const layout = str(fm.layout, "layout", false);
+  if (layout !== undefined) {
+    // A captured layout (vmlab layout import), a file in the exercise's folder: the machine is built from it.
+    if (fm.image !== undefined) bad("layout", "give image or layout, not both");
+    if (layout.includes("/") || layout.startsWith(".")) bad("layout", `"${layout}" must be a file in the exercise's folder`);
+    const path = join(dir, layout);
+    if (!existsSync(path)) bad("layout", `${path} does not exist`);
+    await (await import("../layout/image.ts")).loadLayout(path);
+    image = `layout:${path}`;
+  }
   const tags = (fm.tags ?? []) as unknown[];
   if (!Array.isArray(tags) || tags.some((t) => typeof t !== "string")) bad("tags", "must be a list of words");
   const disks = (fm.disks ?? []) as unknown[];
@@ -130,10 +140,12 @@ export async function readExercise(dir: string): Promise<Exercise> {
   if (br.fault !== undefined) {
     const fault = str(br.fault, "break.fault")!;
     if (!isFaultName(fault)) bad("break.fault", `unknown fault "${fault}"`, "`vmlab faults` lists them");
-    if (br.script !== undefined) bad("break", "give a script or a fault, not both");
     const options = (br.options ?? {}) as Record<string, unknown>;
-    brk = { fault, options: Object.fromEntries(Object.entries(options).map(([k, v]) => [k, String(v)])) };
+    if (typeof options !== "object" || Array.isArray(options)) bad("break.options", "must be a mapping of the fault's options, like { disk: sda }");
+    // A script and a fault: the script first (the machine as it was left), then the fault (what happened to it).
+    brk = { ...(br.script !== undefined ? await script(br.script, "break.script") : {}), fault, options: Object.fromEntries(Object.entries(options).map(([k, v]) => [k, String(v)])) };
   } else {
+    if (br.options !== undefined) bad("break.options", "options go with a fault");
     brk = await script(br.script ?? "break.sh", "break.script");
   }
   const rebootAfterBreak = br.reboot === undefined ? true : br.reboot === true;

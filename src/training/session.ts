@@ -112,13 +112,14 @@ export async function ensureBroken(ex: Exercise, accel: AccelChoice, log: (m: st
       if (up.outcome !== "ssh") throw new VmlabError(`the machine of ${ex.name} did not come up from the warm state`, { output: up.evidence.join("\n") });
       const manifest = await new DataSet().seed(vm);
       await writeFile(join(dir, DATASET_FILE), JSON.stringify(manifest, null, 2) + "\n");
-      if ("script" in ex.break) {
+      if (ex.break.script !== undefined) {
         log(`break: ${ex.break.file}`);
         const r = await vm.run("bash -es", { input: ex.break.script, timeoutMs: 30 * 60_000 });
         if (r.exitCode !== 0) {
           throw new VmlabError(`${ex.break.file} failed on the guest with exit code ${r.exitCode}`, { output: `${r.stdout}\n${r.stderr}`.trim(), where: ex.break.file, hint: "run it by hand on `vmlab up` to see why" });
         }
-      } else {
+      }
+      if (ex.break.fault) {
         log(`break: the ${ex.break.fault} fault`);
         await injectGeneric(vm, { fault: ex.break.fault as FaultName, at: 0, ...ex.break.options });
       }

@@ -31,14 +31,18 @@ export interface Exercise {
   title: string;
   level: "beginner" | "intermediate" | "advanced";
   minutes: number;
+  /** An image recipe's name, or `layout:PATH` for a layout.json in the exercise's folder. */
   image: string;
   tags: string[];
   /** Extra blank disks, sizes like "1G". */
   disks: string[];
   /** The story the trainee reads (Markdown, without the front matter). */
   story: string;
-  /** How the machine is broken: a script run on the guest over SSH, or a fault from the library. */
-  break: { script: string; file: string } | { fault: string; options: Record<string, string> };
+  /**
+   * How the machine is broken: a script run on the guest over SSH, a fault
+   * from the library, or both (the script first, then the fault).
+   */
+  break: { script?: string; file?: string; fault?: string; options?: Record<string, string> };
   /** After the break, reboot the machine so the trainee starts at the failure (default true). */
   rebootAfterBreak: boolean;
   /** What the broken machine shows at that reboot: its classified boot outcome (checked when the exercise is built and in CI). */

@@ -45,7 +45,7 @@ describe("the exercises", () => {
       expect(e.check.outcome !== e.broken.outcome || e.check.commands.length > 0 || e.check.root, e.name).toBeTruthy();
     }
     expect(all.filter((e) => e.needsRescue).length).toBeGreaterThanOrEqual(2);
-    expect(all.map((e) => e.name)).toEqual(expect.arrayContaining(["initrd-deleted", "stale-fstab-uuid", "mbr-446-restore", "duplicate-root-uuid", "lvm-snapshot-overflow", "root-locked-emergency", "shrink-root"]));
+    expect(all.map((e) => e.name)).toEqual(expect.arrayContaining(["initrd-deleted", "stale-fstab-uuid", "mbr-446-restore", "duplicate-root-uuid", "lvm-snapshot-overflow", "root-locked-emergency", "shrink-root", "raid1-grub-one-disk"]));
   });
 
   it("reads front matter, hints and scripts as written", async () => {
@@ -54,6 +54,11 @@ describe("the exercises", () => {
     expect(e.hints[0]).toMatch(/^Read what the console says\n/);
     expect(consoleLines(e.solve.script)[0]).toBe("vmlab");
     expect((await loadExercise("initrd-deleted")).break).toEqual({ fault: "missing-initrd", options: {} });
+    // A machine built from a captured layout in the exercise's folder; a script, then a fault.
+    const raid = await loadExercise("raid1-grub-one-disk");
+    expect(raid.image).toBe(`layout:${join(own, "raid1-grub-one-disk", "layout.json")}`);
+    expect(raid.break).toMatchObject({ file: join(own, "raid1-grub-one-disk", "break.sh"), fault: "pulled-disk", options: { disk: "sda" } });
+    expect(raid.break.script).toMatch(/dd if=\/dev\/zero of="\$second" bs=440 count=1/);
   });
 
   it("bad names and bad folders are exit 2, naming the file and the key", async () => {
@@ -66,6 +71,10 @@ describe("the exercises", () => {
       ["stale-fstab-uuid", (md) => md.replace("title:", "colour: red\ntitle:"), /colour: unknown key/],
       ["stale-fstab-uuid", (md) => md.replace("where: console", "where: ssh"), /solve\.where: "ssh" is not guest, rescue or console/],
       ["initrd-deleted", (md) => md.replace("fault: missing-initrd", "fault: gremlins"), /break\.fault: unknown fault "gremlins"/],
+      ["raid1-grub-one-disk", (md) => md.replace("layout: layout.json", "layout: ../layout.json"), /layout: "\.\.\/layout\.json" must be a file in the exercise's folder/],
+      ["raid1-grub-one-disk", (md) => md.replace("layout: layout.json", "layout: layout.json\nimage: debian12-bios"), /layout: give image or layout, not both/],
+      ["raid1-grub-one-disk", (md) => md.replace("layout: layout.json", "layout: web01.json"), /layout: .*web01\.json does not exist/],
+      ["raid1-grub-one-disk", (md) => md.replace("  fault: pulled-disk\n  options: { disk: sda }\n", "  options: { disk: sda }\n"), /break\.options: options go with a fault/],
       ["stale-fstab-uuid", (md) => md.replace("script: break.sh", "script: ../x.sh"), /break\.script: "\.\.\/x\.sh" must be a file in the exercise's folder/],
       ["stale-fstab-uuid", (md) => md.replace("tags: [", "tags: [ [").replace("console]", "console"), /front matter is not YAML/],
       // A check that would pass the broken machine: same outcome, nothing else checked.
