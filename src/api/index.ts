@@ -24,6 +24,8 @@ export { parseRunbook, runbookFormat, runbookName } from "../runbook/parse.ts";
 export type { BlockDirectives, ParsedRunbook, RebootDirective, RunbookBlock, RunbookFormat, RunbookFront } from "../runbook/parse.ts";
 
 export { Machine, expectBoot } from "../vm/machine.ts";
+export { sh } from "../vm/guest-sh.ts";
+export type { GuestShValue } from "../vm/guest-sh.ts";
 export type { BootRecord, BootVia, BootWaitOptions, MachineEvent, MachineOptions } from "../vm/machine.ts";
 export type { BootOutcome, TerminalBootOutcome } from "../boot/classify.ts";
 

@@ -308,11 +308,9 @@ export async function readImagePartitions(path: string): Promise<PartitionTable 
   }
 }
 
-/** The commands are printed for the user's shell, whichever it is: POSIX quoting. */
-const shq = shellQuote;
-
 /**
- * How to reach one partition's contents from the host. For a raw image a
+ * How to reach one partition's contents from the host, as a command for the
+ * user's shell, whichever it is (POSIX quoting). For a raw image a
  * loop mount at the partition's byte offset; a qcow2 image must be made raw
  * first (qemu-img convert), since the loop driver reads raw files only.
  */
@@ -321,18 +319,21 @@ export function mountCommand(p: DiskPartition, rawPath: string): string {
   if (p.kind === "extended") return "(extended partition: holds the logical partitions, nothing to mount)";
   if (/^82$|^0657FD6D/i.test(p.type)) return "(swap: nothing to mount)";
   if (/^8e$|^E6D6D379/i.test(p.type)) {
-    return `losetup --find --show --read-only --offset ${p.offsetBytes} --sizelimit ${p.sizeBytes} ${shq(rawPath)}   # an LVM PV: then vgscan, vgchange -ay VG, mount /dev/VG/LV`;
+    return `losetup --find --show --read-only --offset ${p.offsetBytes} --sizelimit ${p.sizeBytes} ${shellQuote(rawPath)}   # an LVM PV: then vgscan, vgchange -ay VG, mount /dev/VG/LV`;
   }
-  return `mount -o ro,${opts} ${shq(rawPath)} /mnt`;
+  return `mount -o ro,${opts} ${shellQuote(rawPath)} /mnt`;
 }
 
-/** Human-readable table for `vmlab inspect`. */
+/**
+ * Human-readable table for `vmlab inspect`. Its commands are printed for the
+ * user's shell, whichever it is: POSIX quoting (`shellQuote`).
+ */
 export function formatPartitionTable(path: string, t: PartitionTable & { format: "raw" | "qcow2" }): string {
   const lines = [`${path}: ${t.format}, ${t.diskBytes} bytes (${t.diskBytes / SECTOR} sectors of ${SECTOR} bytes), partition table: ${t.label === "dos" ? "msdos" : t.label}`];
   if (t.label === "none") {
     lines.push(`  no partition table: ${t.content}`);
     if (t.content?.startsWith("an ext")) {
-      lines.push(t.format === "raw" ? `  mount: mount -o ro,loop ${shq(path)} /mnt` : `  mount: qemu-img convert -f qcow2 -O raw ${shq(path)} disk.raw && mount -o ro,loop disk.raw /mnt`);
+      lines.push(t.format === "raw" ? `  mount: mount -o ro,loop ${shellQuote(path)} /mnt` : `  mount: qemu-img convert -f qcow2 -O raw ${shellQuote(path)} disk.raw && mount -o ro,loop disk.raw /mnt`);
     }
     return lines.join("\n");
   }
@@ -346,7 +347,7 @@ export function formatPartitionTable(path: string, t: PartitionTable & { format:
   lines.push("");
   if (t.format === "qcow2") {
     lines.push("  mount (as root): the loop driver reads raw files, so make a raw copy first (sparse, the disk's full size):");
-    lines.push(`    qemu-img convert -f qcow2 -O raw ${shq(path)} disk.raw`);
+    lines.push(`    qemu-img convert -f qcow2 -O raw ${shellQuote(path)} disk.raw`);
     lines.push("  or, without a copy, guestmount from libguestfs-tools, or qemu-nbd --connect and /dev/nbd0pN.");
   } else {
     lines.push("  mount (as root):");

@@ -6,9 +6,9 @@
  * src/faults/inject.ts).
  */
 import { randomUUID } from "node:crypto";
-import { quote } from "zx/core";
 import { UsageError, VmlabError } from "../errors.ts";
 import type { DiskAttachment } from "../vm/qemu-args.ts";
+import { sh } from "../vm/guest-sh.ts";
 import type { Machine } from "../vm/machine.ts";
 import { sshRun } from "../vm/ssh.ts";
 
@@ -51,9 +51,6 @@ export interface FaultRecord {
 
 export type Injection = Omit<FaultRecord, "atMs" | "step" | "observed">;
 
-/** Guest commands run in root's login shell, bash: zx's quoting. */
-const sh = quote;
-
 /** dropped SSH: the machine's network link goes down. The serial console is unaffected. */
 export async function dropLink(vm: Machine): Promise<Injection> {
   await vm.block();
@@ -79,7 +76,7 @@ export async function sshAnswers(vm: Machine, timeoutMs = 15_000): Promise<boole
 export async function holdRootBusy(vm: Machine, file = "/root/busy-root.log"): Promise<Injection> {
   const pid = (
     await vm.succeed(
-      `setsid sh -c ${sh(`exec 3>>${file}; while :; do date >&3; sleep 5; done`)} </dev/null >/dev/null 2>&1 & echo $!`,
+      sh`setsid sh -c ${`exec 3>>${file}; while :; do date >&3; sleep 5; done`} </dev/null >/dev/null 2>&1 & echo $!`,
     )
   ).trim();
   // The file is open for writing once the shell has run its exec.
@@ -117,9 +114,9 @@ export async function pullDisk(vm: Machine, id: string): Promise<Injection & { d
  * mapping. The LV's table is reloaded in place, as `dmsetup` would.
  */
 export async function failSectors(vm: Machine, dmName: string, start: number, count: number): Promise<Injection> {
-  const table = (await vm.succeed(`dmsetup table ${sh(dmName)}`)).trim();
+  const table = (await vm.succeed(sh`dmsetup table ${dmName}`)).trim();
   const next = errorZoneTable(table, start, count);
-  await vm.succeed(`dmsetup suspend ${sh(dmName)} && printf '%s\\n' ${next.map(sh).join(" ")} | dmsetup reload ${sh(dmName)} && dmsetup resume ${sh(dmName)}`);
+  await vm.succeed(sh`dmsetup suspend ${dmName} && printf '%s\\n' ${next} | dmsetup reload ${dmName} && dmsetup resume ${dmName}`);
   return { fault: "io-errors", how: `dmsetup reload ${dmName}: sectors ${start}-${start + count - 1} -> error`, details: { device: dmName, start, count, before: table, after: next } };
 }
 

@@ -5,10 +5,10 @@
  * the layout's own style, mdadm.conf, then the initramfs and GRUB from a
  * chroot. It runs as root in the rescue system, booted directly with the
  * lab machine's blank disks and a payload disk that holds the tree. Pure:
- * layout in, bash text out; every value from the layout goes through
- * zx's quote.
+ * layout in, bash text out; the names, UUIDs and labels from the layout go
+ * into it through `sh` (src/vm/guest-sh.ts), quoted with zx's quote.
  */
-import { quote } from "zx";
+import { sh } from "../vm/guest-sh.ts";
 import { UsageError } from "../errors.ts";
 import { labName } from "./scale.ts";
 import type { Layout, LayoutFilesystem } from "./types.ts";
@@ -56,15 +56,15 @@ function mkfs(layout: Layout, f: LayoutFilesystem): string {
     case "ext2":
     case "ext3":
     case "ext4":
-      return `mkfs.${f.type} -q -F${u ? ` -U ${quote(u)}` : ""}${l ? ` -L ${quote(l)}` : ""} ${dev}`;
+      return `mkfs.${f.type} -q -F${u ? sh` -U ${u}` : ""}${l ? sh` -L ${l}` : ""} ${dev}`;
     case "xfs":
-      return `mkfs.xfs -q -f${u ? ` -m uuid=${quote(u)}` : ""}${l ? ` -L ${quote(l)}` : ""} ${dev}`;
+      return `mkfs.xfs -q -f${u ? sh` -m uuid=${u}` : ""}${l ? sh` -L ${l}` : ""} ${dev}`;
     case "btrfs":
-      return `mkfs.btrfs -q -f${u ? ` -U ${quote(u)}` : ""}${l ? ` -L ${quote(l)}` : ""} ${dev}`;
+      return `mkfs.btrfs -q -f${u ? sh` -U ${u}` : ""}${l ? sh` -L ${l}` : ""} ${dev}`;
     case "vfat":
-      return `mkfs.vfat${u ? ` -i ${quote(u.replace("-", ""))}` : ""}${l ? ` -n ${quote(l)}` : ""} ${dev}`;
+      return `mkfs.vfat${u ? sh` -i ${u.replace("-", "")}` : ""}${l ? sh` -n ${l}` : ""} ${dev}`;
     case "swap":
-      return `mkswap${u ? ` -U ${quote(u)}` : ""}${l ? ` -L ${quote(l)}` : ""} ${dev}`;
+      return `mkswap${u ? sh` -U ${u}` : ""}${l ? sh` -L ${l}` : ""} ${dev}`;
   }
 }
 
@@ -110,23 +110,26 @@ export function installScript(layout: Layout): string {
     const [home, name] = r.mdName?.includes(":") ? r.mdName.split(":") : [undefined, r.mdName];
     const clean = r.level === "raid1" || r.level === "raid10" ? " --assume-clean" : "";
     out.push(
-      `mdadm --create /dev/${r.name} --run${clean} --level=${r.level} --raid-devices=${r.devices.length}${r.metadata ? ` --metadata=${quote(r.metadata)}` : ""}${r.uuid ? ` --uuid=${quote(r.uuid)}` : ""}${name ? ` --name=${quote(name)}` : ""}${home ? ` --homehost=${quote(home)}` : ""} ${r.devices.map((m) => devExpr(layout, m)).join(" ")}`,
+      `mdadm --create /dev/${r.name} --run${clean} --level=${r.level} --raid-devices=${r.devices.length}${r.metadata ? sh` --metadata=${r.metadata}` : ""}${r.uuid ? sh` --uuid=${r.uuid}` : ""}${name ? sh` --name=${name}` : ""}${home ? sh` --homehost=${home}` : ""} ${r.devices.map((m) => devExpr(layout, m)).join(" ")}`,
     );
   }
   if (layout.raids.length) out.push("udevadm settle");
   // LVM.
   for (const v of layout.vgs) {
-    for (const pv of v.pvs) out.push(`pvcreate -ff -y${pv.uuid ? ` --uuid ${quote(pv.uuid)} --norestorefile` : ""} ${devExpr(layout, pv.device)}`);
-    out.push(`vgcreate -y -s ${v.extentSize}b ${quote(v.name)} ${v.pvs.map((p) => devExpr(layout, p.device)).join(" ")}`);
-    for (const lv of v.lvs.filter((x) => x.type === "thin-pool")) out.push(`lvcreate -y -W y -Z y --type thin-pool -L ${lv.size}b -n ${quote(lv.name)} ${quote(v.name)}`);
-    for (const lv of v.lvs.filter((x) => x.type === "linear" || x.type === "striped")) out.push(`lvcreate -y -W y -Z y -L ${lv.size}b -n ${quote(lv.name)} ${quote(v.name)}`);
-    for (const lv of v.lvs.filter((x) => x.type === "thin")) out.push(`lvcreate -y -V ${lv.size}b -T ${quote(`${v.name}/${lv.pool ?? ""}`)} -n ${quote(lv.name)}`);
+    for (const pv of v.pvs) out.push(`pvcreate -ff -y${pv.uuid ? sh` --uuid ${pv.uuid} --norestorefile` : ""} ${devExpr(layout, pv.device)}`);
+    out.push(`${sh`vgcreate -y -s ${v.extentSize}b ${v.name}`} ${v.pvs.map((p) => devExpr(layout, p.device)).join(" ")}`);
+    for (const lv of v.lvs.filter((x) => x.type === "thin-pool")) out.push(sh`lvcreate -y -W y -Z y --type thin-pool -L ${lv.size}b -n ${lv.name} ${v.name}`);
+    for (const lv of v.lvs.filter((x) => x.type === "linear" || x.type === "striped")) out.push(sh`lvcreate -y -W y -Z y -L ${lv.size}b -n ${lv.name} ${v.name}`);
+    for (const lv of v.lvs.filter((x) => x.type === "thin")) out.push(sh`lvcreate -y -V ${lv.size}b -T ${`${v.name}/${lv.pool ?? ""}`} -n ${lv.name}`);
   }
   if (layout.vgs.length) out.push("udevadm settle");
   // Filesystems, then mounted in order of their mount points.
   for (const f of layout.filesystems) out.push(mkfs(layout, f));
   const mounted = layout.filesystems.filter((f) => f.mount && f.type !== "swap").sort((a, b) => a.mount!.split("/").filter(Boolean).length - b.mount!.split("/").filter(Boolean).length);
-  for (const f of mounted) out.push(`mkdir -p ${quote(`${TARGET}${f.mount === "/" ? "" : f.mount}`)} && mount ${devExpr(layout, f.device)} ${quote(`${TARGET}${f.mount === "/" ? "" : f.mount}`)}`);
+  for (const f of mounted) {
+    const dir = `${TARGET}${f.mount === "/" ? "" : f.mount}`;
+    out.push(`${sh`mkdir -p ${dir}`} && mount ${devExpr(layout, f.device)} ${sh`${dir}`}`);
+  }
   // The tree, from the payload disk.
   out.push("mkdir -p /mnt/payload && mount -o ro \"$P\" /mnt/payload", `cp -a /mnt/payload/. ${TARGET}/`, "umount /mnt/payload");
   // fstab in the layout's style; mdadm.conf as the installer writes it.
@@ -146,7 +149,7 @@ export function installScript(layout: Layout): string {
     `chroot ${TARGET} update-grub`,
     `for d in run sys proc dev; do umount -l ${TARGET}/$d; done`,
     `sync; umount -R ${TARGET}`,
-    ...layout.vgs.map((v) => `vgchange -an ${quote(v.name)}`),
+    ...layout.vgs.map((v) => sh`vgchange -an ${v.name}`),
     layout.raids.length ? "mdadm --stop --scan" : "true",
     "sync",
     "echo VMLAB-LAYOUT-INSTALLED",

@@ -6,8 +6,8 @@
  * is released. The next firmware boot goes back to the real root partition.
  */
 import { VmlabError } from "../errors.ts";
-import { quote } from "zx/core";
 import type { ScenarioContext } from "../scenario/types.ts";
+import { sh } from "../vm/guest-sh.ts";
 import type { Machine } from "../vm/machine.ts";
 import { NEW_ROOT, OLD_ROOT, pivotInto, releaseOldRoot, remountRootReadOnly, restartOnNewRoot, stopRootWriters } from "./pivot.ts";
 
@@ -59,10 +59,14 @@ export async function pivotToTemporaryRoot(ctx: ScenarioContext, o: TempRootOpti
   return lvPath;
 }
 
-/** Bind the API filesystems into a mounted root and run a script chrooted into it. */
+/**
+ * Bind the API filesystems into a mounted root and run a script chrooted
+ * into it. `dir` is a plain path (/mnt/target): the trap's single-quoted text
+ * takes it as it is.
+ */
 export function inChroot(dir: string, script: string): string {
   return `set -e
 for d in dev proc sys run; do mount --bind /$d ${dir}/$d; done
 trap 'for d in run sys proc dev; do umount -l ${dir}/$d; done' EXIT
-chroot ${dir} /bin/sh -ec ${quote(script)}`;
+${sh`chroot ${dir} /bin/sh -ec ${script}`}`;
 }

@@ -8,11 +8,15 @@ export interface RunResult {
 }
 
 /**
- * Quote one argument for a POSIX shell: for the command lines vmlab shows
- * (to copy into any shell) and for the `exec:` URIs QEMU hands to /bin/sh,
- * which is dash on Debian. Guest commands go to root's login shell, bash,
- * and are quoted with zx's `quote` instead; zx has no POSIX quoting (its
- * `quote` writes bash's $'...', which dash reads as a `$` and a string).
+ * Quote one argument for a POSIX shell. The lab's one quoting of its own,
+ * kept for what a POSIX shell, not bash, reads: the command lines vmlab
+ * shows (to copy into any shell: `commandLine`, `vmlab inspect`'s mount
+ * commands), the `exec:` URIs QEMU hands to /bin/sh, and the script of
+ * `sh -c` in `Machine.copyTo`; /bin/sh is dash on Debian. Guest commands
+ * go to root's login shell, bash, and are built with `sh` (src/vm/guest-sh.ts)
+ * on zx's `quote`. zx has no POSIX quoting: its `quote` writes bash's
+ * $'...', which dash reads as a `$` and a string, and `quotePowerShell`
+ * doubles quotes the PowerShell way.
  */
 export function shellQuote(arg: string): string {
   return arg !== "" && /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;

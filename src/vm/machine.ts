@@ -21,6 +21,7 @@ import { classifyBoot, type BootClassification, type BootOutcome } from "../boot
 import { buildQemuArgs, GUEST_SMP, type DiskAttachment, type QemuConfig } from "./qemu-args.ts";
 import { socketDir } from "./socket-dir.ts";
 import { shellQuote } from "../util/proc.ts";
+import { sh, type GuestShValue } from "./guest-sh.ts";
 import { sshArgs, sshRun, SshCommandError, SSH_CONNECTION_FAILED, type SshResult, type SshTarget } from "./ssh.ts";
 import { QemuProcess, freePort } from "./qemu-process.ts";
 import { SerialConsole } from "./serial.ts";
@@ -467,6 +468,15 @@ export class Machine {
     }
   }
 
+  /**
+   * `vm.sh\`lvcreate -L ${size} -n ${lv} ${vg}\``: `run` with a command built
+   * by `sh` (src/vm/guest-sh.ts), each value quoted with zx's `quote`. For
+   * `succeed`, `fail` or options, pass `sh\`...\`` to them instead.
+   */
+  sh(pieces: TemplateStringsArray, ...values: GuestShValue[]): Promise<SshResult> {
+    return this.run(sh(pieces, ...values));
+  }
+
   /** Run a command that must exit 0; returns its stdout. */
   async succeed(command: string, opts: { timeoutMs?: number; input?: string; hint?: string } = {}): Promise<string> {
     const r = await this.run(command, opts);
@@ -513,6 +523,7 @@ export class Machine {
 
   /** Copy a file from the host into the guest (over SSH; binary-safe). */
   async copyTo(hostPath: string, guestPath: string): Promise<void> {
+    // `sh -c` on the guest is dash: the path inside its script is quoted the POSIX way.
     await this.copy(["sh", "-c", `cat > ${shellQuote(guestPath)}`], { inputFile: hostPath }, `copy ${hostPath} to ${guestPath}`);
   }
 
@@ -521,10 +532,11 @@ export class Machine {
     await this.copy(["cat", guestPath], { stdout: { file: hostPath } }, `copy ${guestPath} to ${hostPath}`);
   }
 
+  /** `remote` is the command's words, quoted for root's login shell (bash). */
   private async copy(remote: string[], io: { inputFile?: string; stdout?: { file: string } }, what: string): Promise<void> {
     this.actions++;
     if (!this.running) throw new VmlabError(`cannot ${what}: machine ${this.opts.name} is not running`, { output: this.qemu.exitInfo });
-    const r = await execa("ssh", sshArgs(this.ssh, remote.map(shellQuote).join(" "), 30), { reject: false, ...(io.inputFile ? { inputFile: io.inputFile } : { stdin: "ignore" as const, stdout: io.stdout }) });
+    const r = await execa("ssh", sshArgs(this.ssh, sh`${remote}`, 30), { reject: false, ...(io.inputFile ? { inputFile: io.inputFile } : { stdin: "ignore" as const, stdout: io.stdout }) });
     if (r.exitCode !== 0) {
       throw new VmlabError(`could not ${what} in guest ${this.opts.name}`, { output: String(r.stderr), where: `ssh root@127.0.0.1:${this.sshPort}` });
     }

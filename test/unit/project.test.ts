@@ -155,7 +155,7 @@ describe("vmlab from a project that depends on it", () => {
       `export * as main from "vmlab";\nexport * as procedures from "vmlab/procedures";\nexport * as faults from "vmlab/faults";\n`,
     );
     const api = (await import(join(project, "api.ts"))) as Record<"main" | "procedures" | "faults", Record<string, unknown>>;
-    for (const k of ["scenario", "loadRunbook", "parseRunbook", "Machine", "expectBoot", "VmlabError", "UsageError", "recipe"]) expect(api.main[k], k).toBeTypeOf("function");
+    for (const k of ["scenario", "loadRunbook", "parseRunbook", "Machine", "expectBoot", "sh", "VmlabError", "UsageError", "recipe"]) expect(api.main[k], k).toBeTypeOf("function");
     for (const k of ["rootToLvm", "rootToMdraid", "pivotInto", "stopRootWriters", "ext3ToBtrfsCopy", "ext3ToBtrfsConvert", "shrinkRoot", "takeSnapshot", "backupBootDisk", "mountAtOffset", "inChroot", "partition", "partitionDevice"]) {
       expect(api.procedures[k], k).toBeTypeOf("function");
     }
