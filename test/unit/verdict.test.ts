@@ -179,6 +179,7 @@ describe("the runbooks in runbooks/, judged on their recorded runs (test/fixture
   const PAIRS: [twin: string, good: string][] = [
     ["root-to-lvm-no-relabel.md", "root-to-lvm.md"],
     ["lvm-snapshot-too-small.md", "lvm-snapshot-rollback.md"],
+    ["root-to-raid1-grub-one-disk.md", "root-to-raid1.md"],
   ];
   for (const [twinFile, goodFile] of PAIRS) {
     it(`${goodFile} and ${twinFile} each pass on their own recording; the twin fails on the good path's`, async () => {
@@ -196,6 +197,38 @@ describe("the runbooks in runbooks/, judged on their recorded runs (test/fixture
       if (twin.name.endsWith("too-small")) expect(back.verdict).toBe("fail");
     });
   }
+
+  it("the RAID1 runbook came up on /dev/md1 from each disk alone, degraded, with the data intact; its twin's new disk had no boot code without the old one", () => {
+    const good = rbRecorded("runbook-root-to-raid1");
+    expect(good.verdict).toBe("pass");
+    const blocks = (good.facts.runbook as { blocks: { step: string; stdoutTail?: string; boot?: { outcome: string; without?: string[] } }[] }).blocks;
+    // The two boots the runbook asks for, each without one disk, then the lab's own (the last disk pulled stays out).
+    expect(blocks.filter((b) => b.boot).map((b) => [b.step, b.boot!.outcome, b.boot!.without])).toEqual([
+      ["Prove it: boot from the new disk alone", "ssh", ["sda"]],
+      ["Prove it: boot from the old disk alone", "ssh", ["sdb"]],
+    ]);
+    expect(good.boots.map((b) => [b.reason, b.via, b.outcome])).toEqual([
+      ["resume", "saved-state", "ssh"],
+      ["reboot", "firmware", "ssh"],
+      ["start", "firmware", "ssh"],
+      ["reboot", "firmware", "ssh"],
+    ]);
+    for (const b of good.boots.slice(1)) expect(b.newBoot?.proven).toBe(true);
+    // After each single-disk boot: / and /boot on the arrays, both arrays with one of two members.
+    for (const step of ["Check the machine that came up on the new disk", "Check the machine that came up on the old disk"]) {
+      const out = blocks.find((b) => b.step === step)!.stdoutTail!;
+      expect(out).toMatch(/^\/dev\/md1\n\/dev\/md0\n/);
+      expect(out.match(/\[2\/1\] \[(U_|_U)\]/g)).toHaveLength(2);
+    }
+    expect(good.final).toMatchObject({ root: { device: "/dev/md1", fstype: "ext3" }, data: { intact: true } });
+
+    const twin = rbRecorded("runbook-root-to-raid1-grub-one-disk");
+    expect([twin.kind, twin.verdict]).toEqual(["twin", "pass"]);
+    expect(twin.forkedFrom?.beforeStep.name).toBe("Install GRUB on both disks");
+    expect(twin.boots.at(-1)).toMatchObject({ via: "firmware", outcome: "no-bootable-device", detail: "no-boot-code", newBoot: { proven: true } });
+    expect(twin.boots.at(-1)!.evidence.join("\n")).toMatch(/Booting from Hard Disk/);
+    expect(twin.facts.stoppedAtBlock).toMatchObject({ step: "Prove it: boot from the new disk alone" });
+  });
 
   it("the snapshot runbook rolled the upgrade back with lvconvert --merge and rebooted on its root; its twin's 4M snapshot overflowed and the rollback was refused", () => {
     const good = rbRecorded("runbook-lvm-snapshot-rollback");
