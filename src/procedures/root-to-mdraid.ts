@@ -8,6 +8,7 @@
 import { VmlabError } from "../errors.ts";
 import type { ScenarioContext } from "../scenario/types.ts";
 import type { Machine } from "../vm/machine.ts";
+import { sh } from "../vm/guest-sh.ts";
 import { expectReleased } from "./temp-root.ts";
 import { addEntry, bootEntries, diskEntries, installRemovable } from "./uefi.ts";
 import { NEW_ROOT, pivotInto, releaseOldRoot, remountRootReadOnly, restartOnNewRoot, stopRootWriters, type Quiesced } from "./pivot.ts";
@@ -210,7 +211,7 @@ export async function rootToMdraid(ctx: ScenarioContext, o: RootToMdraidOptions)
     for (const m of o.mirrors) {
       const uuid = (await vm.succeed(`blkid -s UUID -o value ${m.md}`)).trim();
       // Replace the source field of the line that mounts this place; keep type and options.
-      await vm.succeed(`awk -v mp='${m.mount}' -v src='UUID=${uuid}' '$0 !~ /^[[:space:]]*#/ && $2 == mp { $1 = src } { print }' /etc/fstab > /etc/fstab.new && mv /etc/fstab.new /etc/fstab`);
+      await vm.succeed(sh`awk -v mp=${m.mount} -v src=${`UUID=${uuid}`} '$0 !~ /^[[:space:]]*#/ && $2 == mp { $1 = src } { print }' /etc/fstab > /etc/fstab.new && mv /etc/fstab.new /etc/fstab`);
     }
     if (o.esp) {
       // The ESP of the first disk only: without nofail, a boot with that disk dead waits for it and stops in emergency mode.

@@ -7,6 +7,7 @@
  */
 import { VmlabError } from "../errors.ts";
 import type { Machine } from "../vm/machine.ts";
+import { sh } from "../vm/guest-sh.ts";
 
 /** Relative path -> sha256. */
 export type TreeSums = Record<string, string>;
@@ -46,7 +47,7 @@ export function describeDiff(d: TreeDiff): string {
 
 /** sha256 of every regular file under `dir` on the guest. */
 export async function treeSums(vm: Machine, dir: string): Promise<TreeSums> {
-  const out = await vm.succeed(`cd '${dir}' && find . -type f -print0 | sort -z | xargs -0r sha256sum`, {
+  const out = await vm.succeed(sh`cd ${dir} && find . -type f -print0 | sort -z | xargs -0r sha256sum`, {
     hint: `is ${dir} mounted?`,
   });
   return parseSha256sum(out);

@@ -5,6 +5,7 @@
  */
 import { VmlabError } from "../errors.ts";
 import type { Machine } from "../vm/machine.ts";
+import { sh } from "../vm/guest-sh.ts";
 
 export interface BootEntry {
   /** Four hex digits: Boot0004 → "0004". */
@@ -74,7 +75,7 @@ export async function installRemovable(vm: Machine, espMount = "/boot/efi"): Pro
 export async function addEntry(vm: Machine, o: { disk: string; part: number; label: string; loader?: string }): Promise<BootEntry> {
   const loader = o.loader ?? "\\EFI\\debian\\grubx64.efi";
   const before = new Set((await bootEntries(vm)).entries.map((e) => e.num));
-  await vm.succeed(`efibootmgr -q -c -d ${o.disk} -p ${o.part} -L '${o.label}' -l '${loader}'`);
+  await vm.succeed(sh`efibootmgr -q -c -d ${o.disk} -p ${o.part} -L ${o.label} -l ${loader}`);
   const made = (await bootEntries(vm)).entries.find((e) => !before.has(e.num) && e.label === o.label);
   if (!made) throw new VmlabError(`efibootmgr made no entry "${o.label}"`, { output: (await vm.run("efibootmgr -v")).stdout });
   return made;

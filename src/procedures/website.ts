@@ -5,6 +5,7 @@
  */
 import { VmlabError } from "../errors.ts";
 import type { Machine } from "../vm/machine.ts";
+import { sh } from "../vm/guest-sh.ts";
 
 /** The runbook's users before the upgrade, in the old schema. */
 export const FIRST_USERS: [string, number][] = [
@@ -31,7 +32,7 @@ sync`);
 /** The runbook's `add_new_user` before the upgrade: one "name:...,age:..." line per user. */
 export async function addUsers(vm: Machine, dir: string, users: [string, number][]): Promise<void> {
   const lines = users.map(([n, a]) => `name:${n},age:${a}`);
-  await vm.succeed(`printf '%s\\n' ${lines.map((l) => `'${l}'`).join(" ")} >> ${dir}/database && sync`);
+  await vm.succeed(sh`printf '%s\\n' ${lines} >> ${`${dir}/database`} && sync`);
 }
 
 export async function readDatabase(vm: Machine, dir: string): Promise<string[]> {
