@@ -42,7 +42,7 @@ function withFault(c: Command, atHelp: string): Command {
     .option("--after <seconds>", "inject it this long into the step, while it runs")
     .option("--after-written <size>", "inject it once the step has written SIZE (like 16M) to disk")
     .option("--rescue", "try the rescue route when the firmware boot after the fault fails")
-    .option("--disk <id>", "pulled-disk: which disk (default: the first)")
+    .option("--disk <id>", "pulled-disk: which disk (default: the first); for sweep, several in turn, like sda,sdb")
     .option("--device <dm-name>", "io-errors: which device-mapper device");
 }
 

@@ -2,7 +2,12 @@
 set -eu
 disk=$(lsblk -dno PATH,SERIAL | awk '$2 == "sdb" { print $1 }')
 test -b "$disk"
-# Both mirrors, degraded, from the one member each has left.
+cat /proc/mdstat
+# The rescue system may have found the arrays by itself (md126, md127, inactive
+# with one member of two): stop them, then start both mirrors degraded, under
+# their own names, from the one member each has left.
+vgchange -an web01-vg 2>/dev/null || true
+mdadm --stop --scan
 mdadm --assemble --run /dev/md0 "${disk}1"
 mdadm --assemble --run /dev/md1 "${disk}2"
 vgchange -ay web01-vg

@@ -202,6 +202,7 @@ async function injectSpec(s: Scenario, v: FaultOptions, at: string): Promise<Inj
   const plan = await planSteps(s);
   const list = parseBoundaries(at, plan.steps.length, { complete: plan.complete, hint: `\`vmlab sweep ${s.name} --fault ${fault} --plan\` lists the steps` });
   if (list.length !== 1) throw new UsageError(`--at takes one step for vmlab run, not "${at}"`, { hint: `\`vmlab sweep ${s.name} --fault ${fault} --at ${at}\` runs several` });
+  if (v.disk?.includes(",")) throw new UsageError(`--disk takes one disk for vmlab run, not "${v.disk}"`, { hint: `\`vmlab sweep ${s.name} --fault pulled-disk --disk ${v.disk}\` pulls each in turn` });
   return { fault, at: list[0]!, ...during(v), rescue: v.rescue, disk: v.disk, device: v.device };
 }
 
@@ -352,6 +353,10 @@ export async function cmdSweep(name: string, o: SweepOptions): Promise<number> {
   if (plan.complete && plan.steps.length === 0) throw new UsageError(`${s.name} has no steps a fault can go between`);
   const jobs = jobsOf(o.jobs);
   const when = during(o);
+  // --disk sda,sdb: a row per boundary and disk, from one recording run.
+  const disks = (o.disk ?? "").split(",").filter(Boolean);
+  if (disks.length > 1 && fault !== "pulled-disk") throw new UsageError(`--disk ${o.disk}: several disks go with --fault pulled-disk`);
+  if (disks.some((d) => !/^sd[a-z]$/.test(d)) || new Set(disks).size !== disks.length) throw new UsageError(`--disk ${o.disk}: name the lab's disks, like sda or sda,sdb`);
   if (o.plan) {
     if (plan.steps.length === 0) {
       throw new UsageError(`${s.name} looks at the machine before its first step, so only a run can number its steps, and none is recorded on this machine`, {
@@ -383,7 +388,7 @@ export async function cmdSweep(name: string, o: SweepOptions): Promise<number> {
     rescue: o.rescue,
     jobs,
     reportDir: o.reportDir,
-    disk: o.disk,
+    ...(disks.length > 1 ? { disks } : { disk: o.disk }),
     device: o.device,
     accel,
     onEvent: renderer(true),

@@ -401,7 +401,7 @@ export function renderRunHtml(report: ScenarioReport, consoles: { name: string; 
 export interface SweepLike {
   scenario: string;
   fault: string;
-  rows: (ProbeResult & { verdict: "pass" | "fail"; error?: string; report?: string; forked?: boolean })[];
+  rows: (ProbeResult & { verdict: "pass" | "fail"; error?: string; report?: string; forked?: boolean; disk?: string })[];
   recording?: { report: string; verdict: "pass" | "fail"; steps: number };
   wallMs: number;
   dir: string;
@@ -452,7 +452,8 @@ export function renderSweepHtml(result: SweepLike | SweepLike[]): string {
   const faults: string[] = [];
   for (const s of sweeps) {
     for (const row of s.rows) {
-      const fault = row.fault ?? s.fault;
+      // A pulled-disk sweep over several disks: a column per disk.
+      const fault = `${row.fault ?? s.fault}${row.disk && s.rows.some((r) => r.disk !== row.disk) ? ` ${row.disk}` : ""}`;
       if (!faults.includes(fault)) faults.push(fault);
       // Several faults' rows name the step alike; a cut "during" one adds how far in: keep the first name given.
       if (!boundaries.has(row.at)) boundaries.set(row.at, row.before);

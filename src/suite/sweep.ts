@@ -119,6 +119,12 @@ export interface SweepOptions {
   fork?: boolean;
   reportDir?: string;
   disk?: string;
+  /**
+   * pulled-disk: one row per boundary and disk, each pulling its own disk,
+   * all forked from the one recording run (when can the machine boot from
+   * either disk). Overrides `disk`.
+   */
+  disks?: string[];
   device?: string;
   /** The accelerator, chosen before anything is written. */
   accel?: AccelChoice;
@@ -130,7 +136,7 @@ export interface SweepResult {
   scenario: string;
   fault: FaultName;
   /** `forked`: the row resumed the recording run's checkpoint before its step instead of doing the steps before it. */
-  rows: (ProbeResult & { verdict: "pass" | "fail"; error?: string; report: string; forked?: boolean })[];
+  rows: (ProbeResult & { verdict: "pass" | "fail"; error?: string; report: string; forked?: boolean; disk?: string })[];
   /** The run that did the procedure once, without a fault, and was checkpointed for the rows. */
   recording?: { report: string; verdict: "pass" | "fail"; steps: number };
   wallMs: number;
@@ -166,19 +172,22 @@ export async function sweep(s: Scenario, o: SweepOptions): Promise<SweepResult> 
   };
   const pending: Promise<unknown>[] = [];
   const checkpoints: Checkpoint[] = [];
+  const disks = o.disks?.length ? o.disks : [o.disk];
   const row = (at: number, forkFrom?: ForkSource) => {
     given.add(at);
-    const spec: InjectSpec = { fault: o.fault, at, afterMs: o.afterMs, afterWrittenBytes: o.afterWrittenBytes, rescue: o.rescue, disk: o.disk, device: o.device };
-    const job = queue.add(
-      async () => {
-        const r = await runScenario(s, { reportDir: dir, onEvent: o.onEvent, inject: spec, accel: o.accel, forkFrom });
-        const probe = r.probe ?? { fault: o.fault, at, before: "?", procedure: "completed" as const, boot: { outcome: "not reached" }, root: { which: "none" as const }, data: { state: "unknown" as const } };
-        rows.push({ ...probe, verdict: r.verdict, error: r.error?.message, report: join(r.runDir, "report.json"), ...(r.forkedFrom ? { forked: true } : {}) });
-        o.onRow?.(probe, r);
-      },
-      { priority: 1 },
-    );
-    pending.push(job);
+    for (const disk of disks) {
+      const spec: InjectSpec = { fault: o.fault, at, afterMs: o.afterMs, afterWrittenBytes: o.afterWrittenBytes, rescue: o.rescue, disk, device: o.device };
+      const job = queue.add(
+        async () => {
+          const r = await runScenario(s, { reportDir: dir, onEvent: o.onEvent, inject: spec, accel: o.accel, forkFrom });
+          const probe = r.probe ?? { fault: o.fault, at, before: "?", procedure: "completed" as const, boot: { outcome: "not reached" }, root: { which: "none" as const }, data: { state: "unknown" as const } };
+          rows.push({ ...probe, verdict: r.verdict, error: r.error?.message, report: join(r.runDir, "report.json"), ...(r.forkedFrom ? { forked: true } : {}), ...(disk && disks.length > 1 ? { disk } : {}) });
+          o.onRow?.(probe, r);
+        },
+        { priority: 1 },
+      );
+      pending.push(job);
+    }
   };
   let recording: ScenarioReport | undefined;
   if (o.fork === false) {
@@ -206,7 +215,7 @@ export async function sweep(s: Scenario, o: SweepOptions): Promise<SweepResult> 
   await queue.onIdle();
   await Promise.all(pending);
   for (const cp of checkpoints) await removeCheckpoint(cp);
-  rows.sort((a, b) => a.at - b.at);
+  rows.sort((a, b) => a.at - b.at || (a.disk ?? "").localeCompare(b.disk ?? ""));
   const result: SweepResult = {
     scenario: s.name,
     fault: o.fault,
@@ -227,7 +236,9 @@ const dataText = (d: ProbeResult["data"]) => (d.state === "lost" ? `LOST: ${d.su
 
 /** The sweep as aligned text rows, a header line first. */
 export function sweepTable(r: SweepResult): string[] {
-  const rows = [["step", "fault before", "procedure", "firmware boot", "root", "data", "rescue"]];
+  // A sweep over several disks names each row's disk.
+  const byDisk = r.rows.some((x) => x.disk);
+  const rows = [["step", ...(byDisk ? ["disk pulled"] : []), "fault before", "procedure", "firmware boot", "root", "data", "rescue"]];
   for (const x of r.rows) {
     const rescue = x.rescue
       ? x.rescue.error
@@ -238,6 +249,7 @@ export function sweepTable(r: SweepResult): string[] {
         : "-";
     rows.push([
       String(x.at),
+      ...(byDisk ? [x.disk ?? "-"] : []),
       x.before,
       x.verdict === "pass" ? (x.procedure.startsWith("failed") ? "failed" : x.procedure) : `lab error: ${x.error ?? "?"}`,
       outcome(x.boot),

@@ -179,6 +179,20 @@ describe("vmlab sweep and run --fault: bad input", () => {
     expect(existsSync(reports)).toBe(false);
   });
 
+  it("several disks go with a pulled-disk sweep only: exit 2, nothing started", async () => {
+    const reports = join(tmp.path, "s-disks");
+    for (const [args, message] of [
+      [["sweep", "root-to-mdraid1", "--fault", "power-cut", "--disk", "sda,sdb", "--report-dir", reports], /--disk sda,sdb: several disks go with --fault pulled-disk/],
+      [["sweep", "root-to-mdraid1", "--fault", "pulled-disk", "--disk", "sda,/dev/sdb", "--report-dir", reports], /name the lab's disks, like sda or sda,sdb/],
+      [["run", "root-to-mdraid1", "--fault", "pulled-disk", "--at", "3", "--disk", "sda,sdb", "--report-dir", reports], /--disk takes one disk for vmlab run, not "sda,sdb"/],
+    ] as const) {
+      const r = await vmlab([...args]);
+      expect(r.exitCode, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
+    expect(existsSync(reports)).toBe(false);
+  });
+
   it("a step out of range: exit 2 with the scenario's range and how to list its steps", async () => {
     const reports = join(tmp.path, "s2");
     for (const args of [
