@@ -13,23 +13,8 @@ import { describe, expect, it } from "vitest";
 import { failSectors, holdRootBusy } from "../../src/faults/index.ts";
 import { sh } from "../../src/vm/guest-sh.ts";
 import { Machine } from "../../src/vm/machine.ts";
+import { HOSTILE } from "../hostile-strings.ts";
 
-const HOSTILE = [
-  "plain",
-  "two words",
-  "it's",
-  `"double" and 'single'`,
-  "$HOME ${PATH} $(id -u) $((1+1))",
-  "`uname -a`",
-  "line one\nline two",
-  "tab\there",
-  "back\\slash \\n \\' \\\\",
-  "glob * ? [a-z] ~root",
-  "; rm -rf / && echo pwned | cat > /dev/null &",
-  "-n",
-  "!history !! #comment",
-  "ünïcödé — ✓",
-];
 
 /** What bash prints for a built command (no profile, no rc). */
 async function bash(command: string): Promise<string> {

@@ -11,25 +11,8 @@ import { describe, expect, it } from "vitest";
 import { findTool } from "../../src/host/tools.ts";
 import { inChroot } from "../../src/procedures/temp-root.ts";
 import { shellQuote } from "../../src/util/proc.ts";
+import { HOSTILE } from "../hostile-strings.ts";
 
-const HOSTILE = [
-  "plain",
-  "",
-  "two words",
-  "it's",
-  `"double" and 'single'`,
-  "$HOME ${PATH} $(id -u) $((1+1))",
-  "`uname -a`",
-  "line one\nline two\n",
-  "tab\there",
-  "back\\slash \\n \\' \\\\",
-  "glob * ? [a-z] ~root",
-  "; rm -rf / && echo pwned | cat > /dev/null &",
-  "-n",
-  "!history !! #comment",
-  "ünïcödé — ✓",
-  "\r\u0007\u001b[0m",
-];
 
 /** What `SHELL -c 'printf %s ARG'` prints for one quoted argument. */
 async function roundTrip(shell: string, quoted: string): Promise<string> {
