@@ -74,7 +74,8 @@ export interface BootClassification {
    * no-bootable-device: undefined (SeaBIOS' "No bootable device."),
    *   "uefi-no-boot-option" (OVMF's "BdsDxe: No bootable option or device was found."),
    *   "no-boot-code" (from `stalledAtHandover`).
-   * grub-rescue: "rescue" | "normal-shell" (the "grub>" prompt: no usable grub.cfg). BIOS and EFI GRUB alike.
+   * grub-rescue: "rescue" | "normal-shell" (the "grub>" prompt: no usable grub.cfg) |
+   *   "entry-failed" (the menu entry could not load the kernel, and GRUB waits at its menu). BIOS and EFI GRUB alike.
    * uefi-shell: "fallback" (the firmware tried boot options first and they
    *   failed: "BdsDxe: failed to load Boot0001 … Not Found") | "direct" (the
    *   shell was the first thing it started).
@@ -371,9 +372,12 @@ const RULES: FailureRule[] = [
   {
     outcome: "grub-rescue",
     // "grub>" is GRUB's normal-mode shell: reached when grub.cfg is missing or unusable.
-    decisive: /^grub rescue>|^grub>(?:\s|$)/,
-    evidence: /^error: |Entering rescue mode|^grub rescue>|^grub>(?:\s|$)/,
-    detail: (lines, at) => (lines[at].startsWith("grub rescue>") ? "rescue" : "normal-shell"),
+    // "Failed to boot both default and fallback entries." (grub-core/normal/menu.c): the menu entry could not
+    // load the kernel (its /boot not found: "error: no such device: UUID"), and after "Press any key to
+    // continue..." GRUB shows its menu again, with no timeout: it waits for someone at the console.
+    decisive: /^grub rescue>|^grub>(?:\s|$)|^Failed to boot both default and fallback entries\./,
+    evidence: /^error: |Entering rescue mode|^grub rescue>|^grub>(?:\s|$)|^Failed to boot both default and fallback entries\./,
+    detail: (lines, at) => (lines[at].startsWith("grub rescue>") ? "rescue" : lines[at].startsWith("Failed to boot") ? "entry-failed" : "normal-shell"),
   },
   {
     outcome: "uefi-shell",

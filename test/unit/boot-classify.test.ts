@@ -38,6 +38,12 @@
  *    and GRUB at \EFI\BOOT\BOOTX64.EFI (`...-removable-path`: BdsDxe starts the
  *    disk's own option); the same without that file (`uefi-shell-debian12-nvram-lost`:
  *    the disk's option fails, Not Found, and OVMF starts its shell).
+ *  - grub-rescue-entry-failed-uefi-raid1-before-resync: a row of `vmlab sweep
+ *    root-to-mdraid1-uefi --fault pulled-disk --disk sda,sdb`, forked before
+ *    sda's partitions joined the mirrors, sda pulled: OVMF starts sdb's entry,
+ *    GRUB reads its menu but the entry cannot find /boot's filesystem, and after
+ *    "Failed to boot both default and fallback entries." GRUB draws its menu
+ *    again and waits (the log begins at the fork: no banner).
  *  - no-bootable-device-ovmf-secure-boot-blank-disk: Debian's OVMF with Secure
  *    Boot on (OVMF_CODE_4M.ms.fd, a copy of OVMF_VARS_4M.ms.fd; q35 with SMM,
  *    -global cfi.pflash01.secure=on) on a blank 1 GiB disk: Debian disables the
@@ -97,6 +103,7 @@ const FIXTURES: [file: string, outcome: BootOutcome, detail: string | undefined,
   ["no-bootable-device-ovmf-secure-boot-blank-disk.log", "no-bootable-device", "uefi-no-boot-option", ["firmware"]],
   ["login-prompt-debian12-uefi-boot-entry.log", "login-prompt", undefined, ["firmware", "grub", "kernel", "initramfs", "userspace"]],
   ["login-prompt-debian12-uefi-removable-path.log", "login-prompt", undefined, ["firmware", "grub", "kernel", "initramfs", "userspace"]],
+  ["grub-rescue-entry-failed-uefi-raid1-before-resync.log", "grub-rescue", "entry-failed", ["firmware", "grub"]],
 ];
 
 /** Evidence each fixture must show (substrings of evidence lines, in order). */
@@ -108,6 +115,12 @@ const EVIDENCE: Record<string, string[]> = {
   ],
   "grub-rescue-unknown-filesystem.log": ["error: unknown filesystem.", "grub rescue>"],
   "grub-rescue-no-such-partition.log": ["error: no such partition.", "grub rescue>"],
+  "grub-rescue-entry-failed-uefi-raid1-before-resync.log": [
+    "error: no such device: a1028cd1-6a50-4221-94d6-773a28fa0010.",
+    "error: unknown filesystem.",
+    "error: you need to load the kernel first.",
+    "Failed to boot both default and fallback entries.",
+  ],
   "kernel-panic-no-initrd.log": [
     "No filesystem could mount root, tried:",
     "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)",
