@@ -3,7 +3,7 @@
  * the rescue route's decisions (which root, which fstab lines), the sweep's
  * step plan and table, and bad input to `vmlab sweep` and `run --fault`.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dir, type DirectoryResult } from "tmp-promise";
@@ -166,6 +166,30 @@ describe("fault sweep: steps and boundaries", () => {
     expect(t[2]).toMatch(/^1\s+create LV\s+stopped\s+boots\s+old \/dev\/sda2\s+intact\s+not needed$/);
     expect(t[3]).toMatch(/^9\s+rebuild the initramfs\s+stopped\s+kernel-panic \(no-root\)\s+-\s+-\s+boots, new \/dev\/mapper\/sys-root, data intact$/);
     expect(t.at(-1)).toBe("root-to-lvm, fault power-cut: 2 runs in 600 s wall time");
+  });
+});
+
+describe("the UEFI RAID1 sweep over both disks, as recorded (test/fixtures/sweeps/)", () => {
+  const base = join(import.meta.dirname, "../fixtures/sweeps/root-to-mdraid1-uefi-pulled-disk-sda-sdb");
+  const r = JSON.parse(readFileSync(`${base}.json`, "utf8")) as SweepResult;
+  it("one row per boundary and disk, each forked from the one recording run; the table names the disk", () => {
+    expect(r.rows.map((x) => `${x.at}${x.disk}`)).toEqual(Array.from({ length: 14 }, (_, i) => [`${i + 1}sda`, `${i + 1}sdb`]).flat());
+    expect(r.rows.every((x) => x.forked && x.verdict === "pass" && x.fault === "pulled-disk")).toBe(true);
+    expect(r.recording?.verdict).toBe("pass");
+    const t = sweepTable(r);
+    expect(t[0]).toMatch(/^step\s+disk pulled\s+fault before\s+procedure\s+firmware boot\s+root\s+data\s+rescue$/);
+    expect(t.join("\n") + "\n").toBe(readFileSync(`${base}.txt`, "utf8"));
+  });
+  it("maps when the machine boots from either disk: from sda alone until the resync; without sda, OVMF's shell (no ESP on sdb yet), then GRUB that cannot go on; from either after the resync", () => {
+    const at = (k: number, disk: string) => r.rows.find((x) => x.at === k && x.disk === disk)!;
+    for (let k = 1; k <= 12; k++) {
+      expect(at(k, "sdb")).toMatchObject({ boot: { outcome: "ssh" }, root: { which: "old", device: "/dev/sda3" }, data: { state: "intact" } });
+      expect(at(k, "sda").boot).toMatchObject({ outcome: "uefi-shell", detail: "fallback" });
+    }
+    // GRUB went onto both ESPs for the arrays, before sda's partitions joined them: sda's GRUB finds no array, sdb's no /boot it can read.
+    expect(at(13, "sdb").boot).toMatchObject({ outcome: "grub-rescue", detail: "rescue" });
+    expect(at(13, "sda").boot.outcome).toBe("timeout");
+    for (const d of ["sda", "sdb"]) expect(at(14, d)).toMatchObject({ boot: { outcome: "ssh" }, root: { which: "new", device: "/dev/md1" }, data: { state: "intact" } });
   });
 });
 

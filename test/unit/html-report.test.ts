@@ -9,7 +9,7 @@
  * hostile text shown as text. The same pages in a real browser:
  * html-report-browser.test.ts.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { XMLParser, XMLValidator } from "fast-xml-parser";
@@ -356,6 +356,19 @@ describe("sweep.html", () => {
     expect(text(rows[0]!)).toContain("dd /dev/sda2 to /dev/sys/root, fsck, resize2fs");
     const legend = one(doc, "legend");
     for (const c of cells) expect(byClass(legend, `cat-${c.attrs["data-category"]}`)).toHaveLength(1);
+  });
+
+  it("a pulled-disk sweep over two disks: a column per disk, from the recorded UEFI RAID1 sweep", () => {
+    const s = JSON.parse(readFileSync(join(import.meta.dirname, "../fixtures/sweeps/root-to-mdraid1-uefi-pulled-disk-sda-sdb.json"), "utf8")) as SweepLike;
+    const doc = parse(renderSweepHtml(s));
+    expect(byTag(byTag(doc, "thead")[0]!, "th").map(text)).toEqual(["step", "fault goes in before", "pulled-disk sda", "pulled-disk sdb"]);
+    const rows = byTag(byTag(doc, "tbody")[0]!, "tr");
+    expect(rows).toHaveLength(14);
+    const cat = (at: number, col: number) => byTag(byId(doc, `at-${at}`), "td")[2 + col]!.attrs["data-category"];
+    // Until sda's partitions join the mirrors, the machine lives on sda: without it nothing boots, without sdb the old root does.
+    for (let at = 1; at <= 12; at++) expect([at, cat(at, 0), cat(at, 1)]).toEqual([at, "no-boot", "old-root"]);
+    expect([cat(13, 0), cat(13, 1)]).toEqual(["no-boot", "no-boot"]);
+    expect([cat(14, 0), cat(14, 1)]).toEqual(["new-root", "new-root"]);
   });
 
   it("several faults: a column each, a blank where a fault was not injected, and the failures' categories", async () => {
