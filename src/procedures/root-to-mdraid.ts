@@ -246,7 +246,8 @@ export async function rootToMdraid(ctx: ScenarioContext, o: RootToMdraidOptions)
   if (o.esp) await step(`install GRUB on the ESP of ${grubDisks.join(" and ")}, a boot entry for each, update-grub`, () => grubOnEsps(vm, o, grubDisks, log));
   else await step(`install GRUB on ${grubDisks.join(" and ")}, update-grub`, async () => {
     for (const d of grubDisks) await vm.succeed(`grub-install ${d}`, { timeoutMs: 10 * 60_000 });
-    await vm.succeed("update-grub", { timeoutMs: 10 * 60_000 });
+    // sync: until the new grub.cfg is on the disks, a power loss leaves the copy of the old one (see README, the sweep).
+    await vm.succeed("update-grub && sync", { timeoutMs: 10 * 60_000 });
     // The runbook's check: the boot sector of each disk says GRUB.
     for (const d of grubDisks) await vm.succeed(`dd if=${d} bs=512 count=1 status=none | grep -aq GRUB`, { hint: `no GRUB boot code on ${d}` });
   });
@@ -293,7 +294,7 @@ async function grubOnEsps(vm: Machine, o: RootToMdraidOptions, disks: string[], 
     await installRemovable(vm, mount);
     if (mount !== "/boot/efi") await vm.succeed(`umount ${mount} && rmdir ${mount}`);
   }
-  await vm.succeed("update-grub", { timeoutMs: 10 * 60_000 });
+  await vm.succeed("update-grub && sync", { timeoutMs: 10 * 60_000 });
   const entries = diskEntries(await bootEntries(vm));
   log(`boot entries: ${entries.map((e) => `Boot${e.num} ${e.label}: ${e.path}`).join("; ")}`);
 }
