@@ -13,10 +13,11 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
 import { existsSync } from "node:fs";
-import { chmod, copyFile } from "node:fs/promises";
-import { join } from "node:path";
+import { chmod, copyFile, readFile, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { requireTool } from "../host/tools.ts";
-import { VmlabError } from "../errors.ts";
+import { HostError, VmlabError } from "../errors.ts";
+import { formatBytes, freeBytes } from "../util/space.ts";
 import { classifyBoot, type BootClassification, type BootOutcome } from "../boot/classify.ts";
 import { buildQemuArgs, GUEST_SMP, type DiskAttachment, type QemuConfig } from "./qemu-args.ts";
 import { socketDir } from "./socket-dir.ts";
@@ -87,6 +88,9 @@ const NOT_STARTED = /Connection timed out during banner exchange|kex_exchange_id
  * access. The process is registered with the reaper as soon as it exists,
  * so it is ended on every path.
  */
+/** What `cat` (the migration's exec: writer) prints into the QEMU log on a full disk. */
+const NO_SPACE_SAID = /No space left on device|Disk quota exceeded/;
+
 export class Machine {
   /** The options it was made with; its disks now are `disks`. */
   readonly opts: Readonly<Omit<MachineOptions, "disks">>;
@@ -410,6 +414,19 @@ export class Machine {
       const m = await this.qmpExecute<{ status?: string; "error-desc"?: string }>("query-migrate");
       if (m.status === "completed") return;
       if (m.status === "failed" || m.status === "cancelled") {
+        // What was written is no state: it goes. A full disk is named with its directory and the bytes.
+        const written = await stat(file).then((x) => x.size, () => 0);
+        await rm(file, { force: true });
+        const dir = dirname(file);
+        const free = await freeBytes(dir).catch(() => undefined);
+        const memory = (this.opts.memoryMiB ?? 1024) * 2 ** 20;
+        const said = await readFile(this.qemuLog, "utf8").catch(() => "");
+        if (NO_SPACE_SAID.test(said.slice(-4096)) || (free !== undefined && free < memory - written)) {
+          throw new HostError(
+            `no space left in ${dir} to save the running state of ${this.opts.name}: it needs up to ${formatBytes(memory)} (the guest's memory), ${free === undefined ? "" : `${formatBytes(free)} free now that the partial file (${formatBytes(written)}) is removed`}`,
+            { where: file, output: m["error-desc"], hint: `free space on the file system that holds ${dir} (\`df -h ${dir}\`), or point the reports or VMLAB_CACHE at a larger one; nothing half-written is kept` },
+          );
+        }
         throw new VmlabError(`saving the state of ${this.opts.name} failed: ${m["error-desc"] ?? m.status}`, { where: file });
       }
       await sleep(50);

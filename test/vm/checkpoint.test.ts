@@ -3,10 +3,11 @@
  * checkpoint, two forks resume it side by side, and what one fork writes
  * neither the other fork, the original nor the checkpoint ever sees; and a
  * run interrupted while it takes a checkpoint (Ctrl-C, or kill -9) leaves no
- * QEMU and no checkpoint that passes for whole.
+ * QEMU and no checkpoint that passes for whole; and a run interrupted while a
+ * step runs (Ctrl-C, SIGTERM, kill -9) leaves no QEMU within seconds.
  */
-import { existsSync } from "node:fs";
 import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { existsSync, readFileSync } from "node:fs";
 import { execa } from "execa";
 import { projectRoot } from "../../src/paths.ts";
 import { join } from "node:path";
@@ -17,6 +18,7 @@ import { ensureImage } from "../../src/image/build.ts";
 import { labKey } from "../../src/image/keys.ts";
 import { loadRecipe } from "../../src/image/recipes.ts";
 import { readCheckpoint, type Checkpoint } from "../../src/vm/checkpoint.ts";
+import { HostError } from "../../src/errors.ts";
 import { Machine } from "../../src/vm/machine.ts";
 import { DEFAULT_PROFILE, ensureWarmState, machineDisks } from "../../src/vm/warm.ts";
 import { qemuPids, runningQemuPids, sha256File, vmlab } from "./helpers.ts";
@@ -143,10 +145,104 @@ describe("checkpoints and forks", () => {
     expect(existsSync(join(runDir, "vm.console.log"))).toBe(true);
   });
 
+  it("a checkpoint on a full disk: a clear error naming the directory and the bytes, nothing half-written left, and the machine goes on", async () => {
+    const image = await ensureImage(await loadRecipe("debian12-bios"));
+    const warm = await ensureWarmState(image, DEFAULT_PROFILE, accel, key);
+    const runDir = join(tmp.path, "full-run");
+    await mkdir(runDir, { recursive: true });
+    const vm = new Machine({ name: "vm", runDir, disks: await machineDisks(runDir, image, DEFAULT_PROFILE, warm), accel, sshKey: key, incomingState: warm.state });
+    machines.push(vm);
+    expect((await vm.resume()).outcome).toBe("ssh");
+    // A 16 MiB tmpfs: far less than the guest's 1 GiB of memory.
+    const small = join(tmp.path, "small");
+    await mkdir(small, { recursive: true });
+    await execa("mount", ["-t", "tmpfs", "-o", "size=16m", "tmpfs", small]);
+    try {
+      const err = await vm.checkpoint(join(small, "cp"), "on a full disk").then(
+        () => undefined,
+        (e: unknown) => e as HostError,
+      );
+      expect(err).toBeInstanceOf(HostError);
+      expect(err!.exitCode).toBe(2);
+      expect(err!.message).toMatch(new RegExp(`^no space left in ${join(small, "cp")} to save the running state of vm: it needs up to 1\\.0 GiB \\(1073741824 bytes\\) \\(the guest's memory\\), [\\d.]+ [KM]iB \\(\\d+ bytes\\) free now that the partial file`));
+      expect(err!.hint).toContain(`df -h ${join(small, "cp")}`);
+      // No state a later fork could take for whole: no checkpoint.json, no state file, nothing partial.
+      expect(await readdir(join(small, "cp"))).toEqual([]);
+      await expect(readCheckpoint(join(small, "cp"))).rejects.toThrow(/holds no finished checkpoint/);
+      // The machine was paused for the attempt and runs on.
+      expect((await vm.succeed("echo still here")).trim()).toBe("still here");
+    } finally {
+      await vm.kill();
+      await execa("umount", [small]);
+    }
+  });
+
   it("a checkpoint directory without checkpoint.json (interrupted while taken) is refused", async () => {
     const half = join(tmp.path, "half");
     await mkdir(half, { recursive: true });
     await writeFile(join(half, "state.bin.partial"), "x");
     await expect(readCheckpoint(half)).rejects.toThrow(/holds no finished checkpoint/);
+  });
+});
+
+describe("a run interrupted while a step runs", () => {
+  /** QEMU processes started under this environment tag (each run below has its own). */
+  const qemuOf = async (tag: string) =>
+    String((await execa("pgrep", ["-f", "qemu-system"], { reject: false })).stdout)
+      .split("\n")
+      .filter(Boolean)
+      .map(Number)
+      .filter((pid) => {
+        try {
+          const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+          const alive = !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3));
+          return alive && readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(`VMLAB_TEST_RUN=${tag}`);
+        } catch {
+          return false;
+        }
+      });
+
+  /** `vmlab rehearse` a runbook whose block sleeps; strike once the block has started. */
+  async function strike(signal: "SIGINT" | "SIGTERM" | "SIGKILL") {
+    const reports = join(tmp.path, `step-${signal}`);
+    const run = execa("node", [join(projectRoot, "lab/vmlab.mjs"), "rehearse", join(projectRoot, "test/fixtures/runbooks/long-step.md"), "--report-dir", reports], {
+      reject: false,
+      env: { ...process.env, CI: "true", VMLAB_TEST_RUN: signal },
+      stdin: "ignore",
+    });
+    let err = "";
+    run.stderr!.on("data", (b: Buffer) => (err += String(b)));
+    const deadline = Date.now() + 5 * 60_000;
+    while (!/: Wait for the long job/.test(err) && run.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(err, "the block never started").toMatch(/: Wait for the long job/);
+    // The block runs on the guest now (its SSH command was sent a moment ago).
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await qemuOf(signal)).toHaveLength(1);
+    run.kill(signal);
+    const result = await run;
+    const struck = Date.now();
+    for (let i = 0; i < 100 && (await qemuOf(signal)).length; i++) await new Promise((r) => setTimeout(r, 50));
+    return { result, reports, left: await qemuOf(signal), goneMs: Date.now() - struck };
+  }
+
+  it("Ctrl-C, SIGTERM and kill -9 during a block: no QEMU of the run is left within seconds; the next command cleans up after the killed one", async () => {
+    const [int, term, kill] = await Promise.all([strike("SIGINT"), strike("SIGTERM"), strike("SIGKILL")]);
+    for (const r of [int, term, kill]) {
+      expect(r.left).toEqual([]);
+      expect(r.goneMs).toBeLessThan(5000);
+    }
+    // Ctrl-C and SIGTERM: the lab ends its machine and says so, exit 128 + the signal.
+    expect(int.result.exitCode).toBe(130);
+    expect(term.result.exitCode).toBe(143);
+    // kill -9: the kernel ends the QEMU with its owner (PR_SET_PDEATHSIG); the next command removes the overlays.
+    expect(kill.result.signal).toBe("SIGKILL");
+    for (const r of [int, term]) for (const d of await readdir(r.reports)) expect((await readdir(join(r.reports, d))).filter((f) => f.endsWith(".qcow2"))).toEqual([]);
+    const [runDir] = (await readdir(kill.reports)).map((d) => join(kill.reports, d));
+    expect((await readdir(runDir!)).filter((f) => f.endsWith(".qcow2")).length).toBeGreaterThan(0);
+    const ps = await vmlab(["ps"]);
+    expect(ps.exitCode).toBe(0);
+    expect(ps.stderr).toContain(runDir);
+    expect((await readdir(runDir!)).filter((f) => f.endsWith(".qcow2"))).toEqual([]);
+    expect(await qemuPids()).toEqual([]);
   });
 });
