@@ -191,6 +191,13 @@ describe("the UEFI RAID1 sweep over both disks, as recorded (test/fixtures/sweep
     expect(at(13, "sda").boot.outcome).toBe("timeout");
     for (const d of ["sda", "sdb"]) expect(at(14, d)).toMatchObject({ boot: { outcome: "ssh" }, root: { which: "new", device: "/dev/md1" }, data: { state: "intact" } });
   });
+  it("with sync after update-grub, row 13 without sda boots the new root; without sdb, sda's GRUB still finds no array", () => {
+    const again = JSON.parse(readFileSync(`${base}-at-13-with-sync.json`, "utf8")) as SweepResult;
+    expect(again.rows.map((x) => [x.at, x.disk, x.boot.outcome, x.boot.detail, x.root.which, x.root.device, x.data.state])).toEqual([
+      [13, "sda", "ssh", undefined, "new", "/dev/md1", "intact"],
+      [13, "sdb", "grub-rescue", "rescue", "none", undefined, "unknown"],
+    ]);
+  });
 });
 
 describe("vmlab sweep and run --fault: bad input", () => {
