@@ -21,11 +21,11 @@ export const VM_FILES: Record<string, { cores: 1 | 2; minutes: number }> = {
   // Two packaged scenarios with --jobs 2, one of them 14 s long.
   "test/vm/package.test.ts": { cores: 1, minutes: 1.1 },
   "test/vm/dr-boot.test.ts": { cores: 1, minutes: 2.7 },
-  "test/vm/boot.test.ts": { cores: 1, minutes: 2.6 },
+  "test/vm/boot.test.ts": { cores: 1, minutes: 2.3 },
   "test/vm/handson.test.ts": { cores: 1, minutes: 2.1 },
   "test/vm/keep.test.ts": { cores: 1, minutes: 1.8 },
   "test/vm/runbooks.test.ts": { cores: 1, minutes: 1.3 },
-  "test/vm/checkpoint.test.ts": { cores: 1, minutes: 0.9 },
+  "test/vm/checkpoint.test.ts": { cores: 1, minutes: 1.6 },
   "test/vm/warm.test.ts": { cores: 1, minutes: 0.7 },
 };
 
