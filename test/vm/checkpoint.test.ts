@@ -225,7 +225,7 @@ describe("a run interrupted while a step runs", () => {
     return { result, reports, left: await qemuOf(signal), goneMs: Date.now() - struck };
   }
 
-  it("Ctrl-C, SIGTERM and kill -9 during a block: no QEMU of the run is left within seconds; the next command cleans up after all three", async () => {
+  it("Ctrl-C, SIGTERM and kill -9 during a block: no QEMU of the run is left within seconds", async () => {
     const [int, term, kill] = await Promise.all([strike("SIGINT"), strike("SIGTERM"), strike("SIGKILL")]);
     for (const r of [int, term, kill]) {
       expect(r.left).toEqual([]);
@@ -236,16 +236,9 @@ describe("a run interrupted while a step runs", () => {
     expect(term.result.exitCode).toBe(143);
     // kill -9: the kernel ends the QEMU with its owner (PR_SET_PDEATHSIG).
     expect(kill.result.signal).toBe("SIGKILL");
-    // The runs' overlays are left where they were: the next command that looks removes them, for all three, and names each run.
-    const runDirs = (await Promise.all([int, term, kill].map(async (r) => (await readdir(r.reports)).map((d) => join(r.reports, d))))).flat();
-    expect(runDirs).toHaveLength(3);
-    const ps = await vmlab(["ps"]);
-    expect(ps.exitCode).toBe(0);
-    for (const d of runDirs) {
-      expect(ps.stderr).toContain(d);
-      expect((await readdir(d)).filter((f) => f.endsWith(".qcow2"))).toEqual([]);
-      expect(existsSync(join(d, "vm.console.log"))).toBe(true);
-    }
+    // The runs' overlays stay until the next command that starts machines removes them (kill -9's case above:
+    // `vmlab ps` cleans up after dead runs, and is not run here beside the other VM test files' kept machines).
+    for (const r of [int, term, kill]) expect(await readdir(r.reports)).toHaveLength(1);
     expect(await qemuPids()).toEqual([]);
   });
 });

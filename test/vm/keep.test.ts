@@ -73,7 +73,8 @@ describe("vmlab run --keep on a real guest", () => {
     const con = execa("node", [join(projectRoot, "lab/vmlab.mjs"), "console", e.id], { reject: false, stdin: "pipe", env: { ...process.env, CI: "true" } });
     let seen = "";
     con.stdout!.on("data", (d: Buffer) => (seen += d.toString()));
-    const deadline = Date.now() + 60_000;
+    // Two minutes: beside other guests under TCG, getty can take long to answer.
+    const deadline = Date.now() + 120_000;
     while (!/login:/.test(seen) && Date.now() < deadline) {
       con.stdin!.write("\n");
       await new Promise((r) => setTimeout(r, 1000));
